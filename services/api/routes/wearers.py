@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+
+from services.api.deps import Caller, ConnDep
+from services.api.schemas import History, LatestLocation, Location, TrackPoint
+
+router = APIRouter(prefix="/v1/wearers", tags=["wearers"])
+
+WearerId = Annotated[str, Path(max_length=80)]
+MAX_RANGE = timedelta(days=31)
+_BIN_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def _wearer_devices(conn: ConnDep, wearer_id: str) -> list[str]:
+    """All devices the wearer has worn (a replaced watch keeps its history); 404 if unknown."""
+    cur = await conn.execute(
+        "SELECT w.wearer_id, array_remove(array_agg(d.device_id), NULL) AS devices"
+        " FROM wearers w LEFT JOIN devices d USING (wearer_id)"
+        " WHERE w.wearer_id = %s GROUP BY w.wearer_id",
+        (wearer_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"no wearer {wearer_id!r}")
+    return row["devices"]
+
+
+@router.get("/{wearer_id}/location", response_model=LatestLocation)
+async def latest_location(
+    request: Request, conn: ConnDep, _caller: Caller, wearer_id: WearerId
+) -> LatestLocation:
+    """Where the wearer is now: the newest fix (by device time) of any of their devices."""
+    devices = await _wearer_devices(conn, wearer_id)
+    cur = await conn.execute(
+        "SELECT device_id, fix_t, lat, lon, acc, src, spd, hdg, battery, last_seen,"
+        " online AND last_seen > now() - make_interval(secs => %s) AS online"
+        " FROM device_state WHERE device_id = ANY(%s)"
+        " ORDER BY fix_t DESC NULLS LAST, last_seen DESC NULLS LAST LIMIT 1",
+        (request.app.state.offline_after_s, devices),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return LatestLocation(
+            wearer_id=wearer_id,
+            device_id=devices[0] if devices else None,
+            location=None,
+            age_s=None,
+            online=False,
+            battery=None,
+            last_seen=None,
+        )
+    location = None
+    age = None
+    if row["fix_t"] is not None:
+        location = Location(
+            t=row["fix_t"], lat=row["lat"], lon=row["lon"], acc=row["acc"], src=row["src"],
+            spd=row["spd"], hdg=row["hdg"],
+        )  # fmt: skip
+        age = max(0.0, (datetime.now(UTC) - row["fix_t"]).total_seconds())
+    return LatestLocation(
+        wearer_id=wearer_id,
+        device_id=row["device_id"],
+        location=location,
+        age_s=age,
+        online=bool(row["online"]),
+        battery=row["battery"],
+        last_seen=row["last_seen"],
+    )
+
+
+@router.get(
+    "/{wearer_id}/history",
+    response_model=History,
+    responses={422: {"description": "Bad time range or bucket"}},
+)
+async def location_history(
+    conn: ConnDep,
+    _caller: Caller,
+    wearer_id: WearerId,
+    start: Annotated[datetime | None, Query(description="Default: end minus 24 h")] = None,
+    end: Annotated[datetime | None, Query(description="Default: now")] = None,
+    bucket_s: Annotated[
+        int | None,
+        Query(ge=10, le=86400, description="Bucket width in seconds: one point per bucket"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=50000)] = 10000,
+) -> History:
+    """The wearer's track in time order. With ``bucket_s`` each point is the most accurate fix
+    of its bucket (a real position, never an average that may lie in the river)."""
+    end = _aware(end) if end else datetime.now(UTC)
+    start = _aware(start) if start else end - timedelta(hours=24)
+    if start >= end:
+        raise HTTPException(status_code=422, detail="start must be before end")
+    if end - start > MAX_RANGE:
+        raise HTTPException(status_code=422, detail="the range may span at most 31 days")
+    devices = await _wearer_devices(conn, wearer_id)
+    params = {"devs": devices, "start": start, "end": end, "limit": limit + 1}
+    if bucket_s is None:
+        query = (
+            "SELECT t, lat, lon, acc, src, spd, hdg, 1 AS n FROM positions"
+            " WHERE device_id = ANY(%(devs)s) AND t >= %(start)s AND t < %(end)s"
+            " ORDER BY t, seq LIMIT %(limit)s"
+        )
+    else:
+        params |= {"bucket": timedelta(seconds=bucket_s), "origin": _BIN_ORIGIN}
+        query = (
+            "SELECT t, lat, lon, acc, src, spd, hdg, n FROM ("
+            " SELECT DISTINCT ON (b) b, t, lat, lon, acc, src, spd, hdg,"
+            "  count(*) OVER (PARTITION BY b) AS n"
+            " FROM (SELECT date_bin(%(bucket)s, t, %(origin)s) AS b, * FROM positions"
+            "  WHERE device_id = ANY(%(devs)s) AND t >= %(start)s AND t < %(end)s) p"
+            " ORDER BY b, acc, t DESC) q ORDER BY t LIMIT %(limit)s"
+        )
+    cur = await conn.execute(query, params)
+    rows = await cur.fetchall()
+    return History(
+        wearer_id=wearer_id,
+        start=start,
+        end=end,
+        bucket_s=bucket_s,
+        points=[TrackPoint(**r) for r in rows[:limit]],
+        truncated=len(rows) > limit,
+    )
+
+
+def _aware(t: datetime) -> datetime:
+    """A time without a zone is taken as UTC, the protocol's only zone."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -1,0 +1,322 @@
+"""The ingestor's MQTT and database edge: receive, batch, run the pipeline, confirm.
+
+Reliability rules (docs/reliability.md):
+- a persistent session (stable client id, ``clean_start=False``, long expiry) on a shared
+  subscription, so replicas split the load and a restarted replica gets its backlog back;
+- manual acknowledgement, only after the batch's transaction has committed; messages received
+  on an earlier connection are never acked on a later one (their packet ids are meaningless
+  there: the broker redelivers them and the unique keys drop the copies);
+- ``ReceiveMaximum`` of at least twice the batch size, so batches fill, and so the broker never
+  hands us more unacknowledged messages than that: the in-memory backlog is bounded even while
+  the database is down and we retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg_pool import ConnectionPool
+
+from services.ingestor.access import DeviceAccessCache
+from services.ingestor.decode import Limits
+from services.ingestor.items import Rejected
+from services.ingestor.pipeline import Received, prepare_batch, topic_devices
+from services.ingestor.plan import BatchPlan, plan_batch
+from services.ingestor.store import StoreResult, store_batch
+from services.mqtt_url import parse_mqtt_url
+from services.protocol import AlarmReceipt, Topics
+from services.settings import Settings
+from services.storage.flavour import Flavour, installed_flavour
+from services.storage.partitions import (
+    apply_retention,
+    ensure_day_partitions,
+    ensure_partitions_around_now,
+)
+
+log = logging.getLogger("anxin.ingestor")
+MAINTENANCE_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    received: Received
+    mid: int
+    qos: int
+    generation: int
+
+
+@dataclass
+class Counters:
+    messages: int = 0
+    fixes_new: int = 0
+    fixes_duplicate: int = 0
+    alarms_new: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    store_retries: int = 0
+    receipts: int = 0
+
+
+class Ingestor:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.mqtt_url or not settings.database_url:
+            raise ValueError("the ingestor needs ANXIN_MQTT_URL and ANXIN_DATABASE_URL")
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.limits = Limits(
+            max_payload_bytes=settings.max_payload_bytes,
+            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+            max_age=timedelta(days=min(settings.max_fix_age_days, settings.retention_days)),
+        )
+        self.counters = Counters()
+        self.connected = threading.Event()
+        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._generation = 0
+        self._access = DeviceAccessCache()
+        self._known_days: set[date] = set()
+        self._pool = ConnectionPool(
+            settings.database_url,
+            min_size=1,
+            max_size=2,
+            open=False,
+            check=ConnectionPool.check_connection,
+            name="ingestor",
+        )
+        self._client = self._make_client()
+        self._flavour = Flavour.PLAIN
+
+    # -- MQTT edge ---------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.ingestor_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        target = parse_mqtt_url(s.mqtt_url or "")
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self._target = target
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.ingestor_session_expiry_s
+        props.ReceiveMaximum = min(65535, max(100, 2 * self.settings.ingestor_batch_size))
+        return props
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        self._generation += 1
+        client.subscribe(
+            [(f, 1) for f in self.topics.shared_uplink_filters(self.settings.ingestor_group)]
+        )
+        self.connected.set()
+        log.info(
+            "connected to %s as %s (session present: %s)",
+            self._target.redacted(),
+            self.settings.ingestor_client_id,
+            flags.session_present,
+        )
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("subscription refused: %s", failed)
+        else:
+            log.info("subscribed to %d uplink filters", len(reason_codes))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")
+        received = Received(topic, bytes(msg.payload), datetime.now(UTC))
+        self._inbox.put(Inbound(received, msg.mid, msg.qos, self._generation))
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; then finish the batch in hand and disconnect."""
+        self._pool.open(wait=False)
+        self._wait_for_database(stop)
+        with self._pool.connection() as conn:
+            self._flavour = installed_flavour(conn)
+        t = self._target
+        self._client.connect_async(
+            t.host, t.port, keepalive=30, clean_start=False, properties=self._connect_properties()
+        )
+        self._client.loop_start()
+        next_maintenance = 0.0
+        next_report = time.monotonic() + 10
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_maintenance:
+                    self._maintenance()
+                    next_maintenance = time.monotonic() + MAINTENANCE_EVERY_S
+                batch = self._collect()
+                if batch:
+                    self._handle(batch, stop)
+                if time.monotonic() >= next_report:
+                    log.info("%s", self.counters)
+                    next_report = time.monotonic() + 10
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._pool.close()
+            log.info("stopped: %s", self.counters)
+
+    def _collect(self) -> list[Inbound]:
+        try:
+            first = self._inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.ingestor_batch_wait_ms / 1000
+        size = self.settings.ingestor_batch_size
+        while len(batch) < size:
+            try:
+                batch.append(self._inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self._inbox.get(timeout=left))
+            except queue.Empty:
+                break
+        return batch
+
+    def _handle(self, batch: list[Inbound], stop: threading.Event) -> None:
+        """Store the batch, retrying while the database is away, then confirm it."""
+        received = [b.received for b in batch]
+        delay = 0.5
+        while True:
+            try:
+                plan = self._store(received)
+                break
+            except psycopg.OperationalError as err:
+                self.counters.store_retries += 1
+                log.warning("database unavailable (%s); retrying in %.1f s", err, delay)
+            except psycopg.Error as err:
+                # Not the connection: something in this batch. Store what can be stored and
+                # dead-letter the rest, rather than retrying a poison batch forever.
+                log.error("batch failed (%s); storing its messages one by one", err)
+                try:
+                    plan = self._store_one_by_one(received)
+                    break
+                except psycopg.OperationalError as err2:
+                    self.counters.store_retries += 1
+                    log.warning("database unavailable (%s); retrying in %.1f s", err2, delay)
+            if stop.wait(delay):
+                return  # unacked: the broker redelivers to our session after restart
+            delay = min(delay * 2, 10.0)
+        self._confirm(batch, plan)
+
+    def _store(self, received: list[Received]) -> BatchPlan:
+        with self._pool.connection() as conn:
+            access = self._access.lookup(conn, topic_devices(received, self.topics))
+            conn.commit()
+            plan = prepare_batch(received, access, self.topics, self.limits)
+            self._ensure_partitions(conn, plan)
+            result = store_batch(conn, plan)
+        self._count(result, len(received))
+        return plan
+
+    def _store_one_by_one(self, received: list[Received]) -> BatchPlan:
+        merged = BatchPlan()
+        for r in received:
+            try:
+                plan = self._store([r])
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as err:
+                reason = f"could not be stored: {type(err).__name__}: {err}"[:500]
+                plan = plan_batch([Rejected(r.topic, None, r.payload, reason, r.received_at)])
+                with self._pool.connection() as conn:
+                    self._count(store_batch(conn, plan), 1)
+            merged.alarms.extend(plan.alarms)
+        return merged
+
+    def _ensure_partitions(self, conn: psycopg.Connection, plan: BatchPlan) -> None:
+        if self._flavour is not Flavour.PLAIN:
+            return
+        days = plan.fix_days - self._known_days
+        if days:
+            ensure_day_partitions(conn, days)
+            self._known_days |= days
+
+    def _count(self, result: StoreResult, messages: int) -> None:
+        c = self.counters
+        c.messages += messages
+        c.batches += 1
+        c.fixes_new += result.fixes_new
+        c.fixes_duplicate += result.fixes_duplicate
+        c.alarms_new += result.alarms_new
+        c.dead_letters += result.dead_letters
+
+    def _confirm(self, batch: list[Inbound], plan: BatchPlan) -> None:
+        """Stage 5: receipts for committed alarms, then MQTT acks (current connection only)."""
+        for device_id, seqs in plan.receipts().items():
+            receipt = AlarmReceipt(id=uuid.uuid4().hex[:16], seqs=sorted(set(seqs)))
+            self._client.publish(
+                self.topics.command(device_id), receipt.model_dump_json().encode(), qos=1
+            )
+            self.counters.receipts += 1
+        generation = self._generation
+        for b in batch:
+            if b.qos > 0 and b.generation == generation:
+                self._client.ack(b.mid, b.qos)
+
+    def _maintenance(self) -> None:
+        try:
+            with self._pool.connection() as conn:
+                ensure_partitions_around_now(
+                    conn, self._flavour, days_ahead=self.settings.partition_days_ahead
+                )
+                dropped = apply_retention(conn, self._flavour, self.settings.retention_days)
+                if dropped:
+                    log.info("retention dropped %s", ", ".join(dropped))
+        except psycopg.Error as err:
+            log.warning("maintenance skipped: %s", err)
+
+    def _wait_for_database(self, stop: threading.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                with self._pool.connection(timeout=5) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except Exception as err:
+                log.warning("waiting for the database: %s", err)
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)

@@ -1,0 +1,190 @@
+"""The MQTT contract, version 1: topics and payload models.
+
+These models are the single definition of the wire format. The simulator builds them, the
+ingestor decodes them and ``docs/protocol.md`` shows examples that a test parses with them, so
+the three cannot drift apart. Unknown fields are ignored so that v1 can grow additively; the
+device identity is never in a payload, only in the topic.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+MAX_BATCH_ITEMS = 1000
+
+
+class UplinkKind(StrEnum):
+    """The last topic level of a message from a watch."""
+
+    LOC = "loc"  # one location fix, QoS 1
+    BATCH = "batch"  # fixes and alarms from the offline buffer, QoS 1
+    ALARM = "alarm"  # sos / fall / removed, QoS 1, re-sent until receipted
+    STATUS = "status"  # heartbeat with battery, QoS 1
+    STATE = "state"  # retained online/offline, also the will message, QoS 1
+    ACK = "ack"  # answer to a command, QoS 1
+
+
+class Source(StrEnum):
+    GPS = "gps"
+    WIFI = "wifi"
+    CELL = "cell"
+
+
+class AlarmType(StrEnum):
+    SOS = "sos"
+    FALL = "fall"
+    REMOVED = "removed"  # watch taken off the wrist
+
+
+class AlarmMode(StrEnum):
+    AUDIBLE = "audible"
+    SILENT = "silent"  # nobody near the wearer may notice anything, receipts included
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+Seq = Annotated[int, Field(ge=0, le=2**53, description="Per-device message counter")]
+Lat = Annotated[float, Field(ge=-90, le=90)]
+Lon = Annotated[float, Field(ge=-180, le=180)]
+Accuracy = Annotated[float, Field(gt=0, le=100_000, description="Radius in metres (68 %)")]
+
+
+class Position(_Payload):
+    """Where the watch was: the part of a fix that an alarm may carry too."""
+
+    t: AwareDatetime = Field(description="Device time of the fix, UTC")
+    lat: Lat
+    lon: Lon
+    acc: Accuracy
+    src: Source = Source.GPS
+
+
+class Fix(Position):
+    """One location fix (topic kind ``loc``, or an item of a ``batch``)."""
+
+    v: Literal[1] = 1
+    seq: Seq
+    spd: Annotated[float, Field(ge=0, le=100)] | None = Field(default=None, description="m/s")
+    hdg: Annotated[float, Field(ge=0, lt=360)] | None = Field(default=None, description="degrees")
+    bat: Annotated[int, Field(ge=0, le=100)] | None = Field(default=None, description="percent")
+
+
+class Alarm(_Payload):
+    """A button press or a sensor alarm. ``fix`` is optional and checked on its own: an alarm
+    is never rejected because its position is missing or bad (it is stored without one)."""
+
+    v: Literal[1] = 1
+    seq: Seq
+    t: AwareDatetime
+    type: AlarmType
+    mode: AlarmMode = AlarmMode.AUDIBLE
+    fix: dict[str, Any] | None = Field(default=None, description="A Position, if the watch had one")
+
+
+class Status(_Payload):
+    """Heartbeat: the watch is alive, with its battery."""
+
+    v: Literal[1] = 1
+    seq: Seq
+    t: AwareDatetime
+    bat: Annotated[int, Field(ge=0, le=100)]
+    charging: bool = False
+    worn: bool | None = None
+
+
+class State(_Payload):
+    """Retained online/offline flag. The watch sets ``{"online": false}`` as its will."""
+
+    v: Literal[1] = 1
+    online: bool
+    t: AwareDatetime | None = None
+
+
+class Ack(_Payload):
+    """The watch's answer to a command it received on its ``cmd`` topic."""
+
+    v: Literal[1] = 1
+    seq: Seq
+    t: AwareDatetime
+    cmd: Annotated[str, Field(min_length=1, max_length=64)]
+    ok: bool
+    detail: Annotated[str, Field(max_length=500)] | None = None
+
+
+class Batch(_Payload):
+    """The offline buffer, uploaded when the watch is back. Items are kept as raw objects and
+    decoded one by one, so one bad item costs only itself."""
+
+    v: Literal[1] = 1
+    fixes: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BATCH_ITEMS)
+    alarms: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BATCH_ITEMS)
+
+
+UPLINK_MODELS: dict[UplinkKind, type[_Payload]] = {
+    UplinkKind.LOC: Fix,
+    UplinkKind.BATCH: Batch,
+    UplinkKind.ALARM: Alarm,
+    UplinkKind.STATUS: Status,
+    UplinkKind.STATE: State,
+    UplinkKind.ACK: Ack,
+}
+
+
+# Downlink: the backend -> the watch, on ``{prefix}/v1/dev/{device_id}/cmd``, QoS 1.
+
+
+class AlarmReceipt(_Payload):
+    """The alarms with these sequence numbers are committed: stop re-sending them.
+    A watch shows and sounds nothing for a receipt (a silent SOS must stay silent)."""
+
+    v: Literal[1] = 1
+    type: Literal["alarm_receipt"] = "alarm_receipt"
+    id: str
+    seqs: list[Seq]
+
+
+Command = AlarmReceipt  # grows into a discriminated union as commands are added
+
+
+class Topics:
+    """Topic names under one prefix (``anxin`` in production, a random one per test run)."""
+
+    def __init__(self, prefix: str = "anxin") -> None:
+        if not prefix or any(c in prefix for c in "+#/$"):
+            raise ValueError(f"topic prefix must be one plain topic level, got {prefix!r}")
+        self.prefix = prefix
+        self._root = f"{prefix}/v{PROTOCOL_VERSION}/dev/"
+
+    def uplink(self, device_id: str, kind: UplinkKind) -> str:
+        return f"{self._root}{device_id}/{kind.value}"
+
+    def command(self, device_id: str) -> str:
+        return f"{self._root}{device_id}/cmd"
+
+    def uplink_filters(self) -> list[str]:
+        """One filter per uplink kind: a single ``+/+`` would also match the ``cmd`` topics,
+        and the ingestor would receive its own receipts."""
+        return [f"{self._root}+/{kind.value}" for kind in UplinkKind]
+
+    def shared_uplink_filters(self, group: str) -> list[str]:
+        return [f"$share/{group}/{f}" for f in self.uplink_filters()]
+
+    def parse_uplink(self, topic: str) -> tuple[str, UplinkKind] | None:
+        """(device_id, kind) for a well-formed uplink topic, else None."""
+        if not topic.startswith(self._root):
+            return None
+        rest = topic[len(self._root) :].split("/")
+        if len(rest) != 2 or not DEVICE_ID_RE.match(rest[0]):
+            return None
+        try:
+            return rest[0], UplinkKind(rest[1])
+        except ValueError:
+            return None

@@ -1,0 +1,73 @@
+"""A private Mosquitto run with the project's deploy/mosquitto.conf, on a free port."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.procs import ROOT, free_port
+
+PROJECT_CONF = ROOT / "deploy" / "mosquitto.conf"
+
+
+def project_config(port: int, data_dir: Path, autosave_interval: int | None = None) -> str:
+    """The project's config with only the listener and the data directory changed."""
+    conf = PROJECT_CONF.read_text()
+    conf = re.sub(r"(?m)^listener .*$", f"listener {port} 127.0.0.1", conf)
+    conf = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {data_dir}/", conf)
+    if autosave_interval is not None:
+        conf = re.sub(r"(?m)^autosave_interval .*$", f"autosave_interval {autosave_interval}", conf)
+    return conf
+
+
+class MosquittoProcess:
+    def __init__(
+        self, workdir: Path, port: int | None = None, autosave_interval: int | None = None
+    ):
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path = workdir / "mosquitto.conf"
+        self.conf_path.write_text(project_config(self.port, self.data_dir, autosave_interval))
+        self.log_path = workdir / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def kill(self) -> None:
+        """SIGKILL: no final save; what was not autosaved is gone."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
