@@ -29,7 +29,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _need(settings, "mqtt_url", "database_url")
-    Ingestor(settings).run(_stop_on_signals())
+    Ingestor(settings).run(_stop_on_signals(), leave_group=args.leave_group)
     return 0
 
 
@@ -101,9 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     demo.set_defaults(func=cmd_demo)
 
-    sub.add_parser("ingest", help="run the ingestor (MQTT → database)").set_defaults(
-        func=cmd_ingest
+    ingest = sub.add_parser("ingest", help="run the ingestor (MQTT → database)")
+    ingest.add_argument(
+        "--leave-group",
+        action="store_true",
+        help="scale down: store this replica's backlog, leave the shared subscription, end",
     )
+    ingest.set_defaults(func=cmd_ingest)
     sub.add_parser("api", help="serve the family API").set_defaults(func=cmd_api)
 
     sim = sub.add_parser("sim", help="run simulated watches (anxin sim --help)", add_help=False)

@@ -114,7 +114,7 @@ class Ack(_Payload):
     v: Literal[1] = 1
     seq: Seq
     t: AwareDatetime
-    cmd: Annotated[str, Field(min_length=1, max_length=64)]
+    cmd: Annotated[str, Field(min_length=1, max_length=64, description="The command's id")]
     ok: bool
     detail: Annotated[str, Field(max_length=500)] | None = None
 
@@ -143,11 +143,12 @@ UPLINK_MODELS: dict[UplinkKind, type[_Payload]] = {
 
 class AlarmReceipt(_Payload):
     """The alarms with these sequence numbers are committed: stop re-sending them.
-    A watch shows and sounds nothing for a receipt (a silent SOS must stay silent)."""
+    For a silent alarm the watch shows and sounds nothing at all (nobody near the wearer may
+    notice); for an audible one it may show "help is coming"."""
 
     v: Literal[1] = 1
     type: Literal["alarm_receipt"] = "alarm_receipt"
-    id: str
+    id: Annotated[str, Field(min_length=1, max_length=64)]
     seqs: list[Seq]
 
 

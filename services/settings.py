@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         description="Stable per replica (…-1, …-2): the broker keeps its session across restarts",
     )
     ingestor_group: str = Field(default="ingestors", description="Shared-subscription group")
+    ingestor_shared_subscription: bool = Field(
+        default=True,
+        description="Subscribe via $share/<group>/ so replicas split the load. The demo turns it"
+        " off on the embedded broker, whose $share handling is unsafe (docs/embedded.md)",
+    )
     ingestor_batch_size: int = Field(default=500, ge=1, le=20000)
     ingestor_batch_wait_ms: int = Field(
         default=50, ge=1, description="Longest a message waits for its batch to fill"

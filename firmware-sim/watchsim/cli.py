@@ -14,9 +14,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from services.mqtt_url import parse_mqtt_url
 from services.settings import get_settings
 from watchsim.fleet import Fleet
-from watchsim.plan import FleetConfig, PlannedPress, parse_mqtt_url, parse_press, parse_range
+from watchsim.plan import FleetConfig, PlannedPress, parse_press, parse_range
 
 
 def _press(spec: str) -> PlannedPress:  # argparse turns the ValueError into a usage error

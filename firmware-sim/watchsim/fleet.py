@@ -1,11 +1,10 @@
-"""The MQTT edge: N watches, each with its own paho client, driven by one scheduler loop.
+"""The fleet: N watches driven by one scheduler loop, each with its own MQTT ``Link``.
 
-Each watch is a real MQTT 5 client (its own client id, persistent session, will message),
-because the backend's online/offline logic and per-device ACLs need exactly that. The watches'
-logic is not threaded, though: paho's network threads only put events on one queue, and a
-single loop (the caller's thread) ticks every ``Watch``, handles those events and publishes.
-So all state has one owner and no locks; note that paho calls ``on_publish`` while holding its
-own mutex, which is one more reason not to take locks of ours in callbacks.
+Each watch is a real MQTT 5 client (see ``link.py``), because the backend's online/offline
+logic and per-device ACLs need exactly that. Their logic is not threaded, though: paho's
+network threads (one per watch, fine up to a few hundred) only enqueue events, and this loop,
+in the caller's thread, ticks every ``Watch``, handles those events and publishes. One owner
+for all state, no locks.
 
 Delivery is tracked by message id: a PUBACK (``on_publish``) removes the message from
 ``inflight``. ``MQTTMessageInfo.is_published()`` is not used: it raises for a message queued
@@ -24,52 +23,17 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from services.protocol import AlarmMode, AlarmType, Topics, UplinkKind
+from watchsim.link import WITH_WILL, Event, Link
 from watchsim.plan import FleetConfig, PlannedPress
 from watchsim.report import progress_line, summary, unreceipted_alarms
 from watchsim.walk import WalkConfig
 from watchsim.watch import Uplink, Watch, WatchConfig
 
-# MQTT 5 DISCONNECT reason 0x04 "Disconnect with Will Message": a watch that loses its network
-# looks offline to the backend at once, as if the broker had noticed the dead connection.
-_WITH_WILL = ReasonCode(PacketTypes.DISCONNECT, identifier=4)
-
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-class Link:
-    """One watch, its paho client and what happened to its messages."""
-
-    def __init__(self, index: int, watch: Watch, client: mqtt.Client) -> None:
-        self.index = index
-        self.watch = watch
-        self.client = client
-        self.connected = False
-        self.connects = 0
-        self.radio_was_up = True
-        self.inflight: dict[int, Uplink] = {}  # mid -> message, until its PUBACK
-        self.fix_seqs: list[int] = []  # fixes handed to the broker (loc or in a batch)
-        self.fixes_acked = 0
-        self.batches_sent = 0
-        self.alarm_sends = 0
-        self.heartbeats = 0
-        self.refused = 0  # PUBACKs with a failure reason code
-
-    @property
-    def device_id(self) -> str:
-        return self.watch.device_id
-
-    @property
-    def drained(self) -> bool:
-        w = self.watch
-        return self.connects > 0 and not w.producing and w.settled and not self.inflight
 
 
 class Fleet:
@@ -85,7 +49,7 @@ class Fleet:
         )
         self.topics = Topics(config.topic_prefix)
         self._rng = random.Random(self.seed)
-        self._events: queue.SimpleQueue[tuple[str, int, Any]] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._last_warning = -math.inf
         self.started_at = time.time()
@@ -109,7 +73,17 @@ class Fleet:
         for i, did in enumerate(config.device_ids()):
             rng = random.Random(f"{self.seed}/{did}")  # a device's day does not depend on N
             watch = Watch(did, now=self.started_at, rng=rng, config=wcfg, first_seq=self.seq_base)
-            self.links.append(Link(i, watch, self._client(i, watch)))
+            self.links.append(
+                Link(
+                    i,
+                    watch,
+                    config.broker,
+                    self.topics,
+                    self._events,
+                    keepalive_s=config.keepalive_s,
+                    session_expiry_s=config.session_expiry_s,
+                )
+            )
 
     # --- public -------------------------------------------------------------------------
 
@@ -118,11 +92,11 @@ class Fleet:
 
     def run(self) -> int:
         self.log(
-            f"[watchsim] {len(self.links)} watches -> {self.cfg.broker} "
+            f"[watchsim] {len(self.links)} watches -> {self.cfg.broker.redacted()} "
             f"prefix={self.cfg.topic_prefix} rate={self.cfg.rate}/s seed={self.seed}"
         )
         for link in self.links:
-            self._connect(link)
+            link.connect()
         try:
             code = self._loop()
         finally:
@@ -133,59 +107,7 @@ class Fleet:
     def summary(self) -> dict[str, Any]:
         return summary(self)
 
-    # --- paho side (network threads: only enqueue) ----------------------------------------
-
-    def _client(self, index: int, watch: Watch) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"watch-{watch.device_id}",
-            protocol=mqtt.MQTTv5,
-            userdata=index,
-        )
-        b = self.cfg.broker
-        if b.username:
-            c.username_pw_set(b.username, b.password)
-        if b.tls:
-            c.tls_set()
-        c.reconnect_delay_set(min_delay=1, max_delay=30)
-        c.will_set(
-            self.topics.uplink(watch.device_id, UplinkKind.STATE),
-            watch.state_payload(False, None),
-            qos=1,
-            retain=True,
-        )
-        c.on_connect = self._on_connect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_publish = self._on_publish
-        return c
-
-    def _on_connect(self, client: mqtt.Client, idx: int, flags: Any, rc: Any, props: Any) -> None:
-        self._events.put(("connect_refused" if rc.is_failure else "connected", idx, str(rc)))
-
-    def _on_connect_fail(self, client: mqtt.Client, idx: int) -> None:
-        self._events.put(("connect_refused", idx, "no connection"))
-
-    def _on_disconnect(self, client: mqtt.Client, idx: int, f: Any, rc: Any, p: Any) -> None:
-        self._events.put(("disconnected", idx, str(rc)))
-
-    def _on_message(self, client: mqtt.Client, idx: int, msg: mqtt.MQTTMessage) -> None:
-        self._events.put(("cmd", idx, msg.payload))
-
-    def _on_publish(self, client: mqtt.Client, idx: int, mid: int, rc: Any, p: Any) -> None:
-        self._events.put(("puback", idx, (mid, rc.is_failure)))
-
     # --- the scheduler ------------------------------------------------------------------
-
-    def _connect(self, link: Link) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
-        b = self.cfg.broker
-        link.client.connect_async(
-            b.host, b.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
-        )
-        link.client.loop_start()
 
     def _loop(self) -> int:
         cfg = self.cfg
@@ -199,6 +121,7 @@ class Fleet:
             self._pump(max(0.0, next_tick - time.monotonic()))
             mono, now = time.monotonic(), time.time()
             if self._stop.is_set() or (cfg.duration_s is not None and mono - t0 >= cfg.duration_s):
+                self.log(progress_line(self, mono - t0) + " -- stopping")
                 if cfg.fixes is None or all(link.drained for link in self.links):
                     return 0
                 self._report_undrained()
@@ -257,16 +180,13 @@ class Fleet:
             if w.radio_up and not self._stop.is_set():
                 self._warn(f"[watchsim] {w.device_id} lost the broker ({data}); reconnecting")
         elif kind == "connect_refused":
-            self._warn(f"[watchsim] {w.device_id} cannot connect to {self.cfg.broker}: {data}")
+            self._warn(
+                f"[watchsim] {w.device_id} cannot connect to {self.cfg.broker.redacted()}: {data}"
+            )
         elif kind == "cmd":
             w.on_command(data, now)
         elif kind == "puback":
-            mid, failed = data
-            up = link.inflight.pop(mid, None)
-            if up is not None and failed:
-                link.refused += 1
-            elif up is not None:
-                link.fixes_acked += len(up.fix_seqs)
+            link.puback(*data)
         self._publish(link)
 
     def _warn(self, line: str) -> None:
@@ -282,32 +202,20 @@ class Fleet:
             return
         link.radio_was_up = up
         if not up:
-            link.client.disconnect(reasoncode=_WITH_WILL)
+            link.client.disconnect(reasoncode=WITH_WILL)
             link.connected = False
             link.watch.set_link(False, now)
         else:
-            link.client.loop_stop()  # joins the thread that ended with the disconnect
-            self._connect(link)
+            link.connect()
 
     def _publish(self, link: Link) -> None:
         for up in link.watch.take_uplinks():
             self._send(link, up)
 
     def _send(self, link: Link, up: Uplink) -> None:
-        topic = self.topics.uplink(link.device_id, up.kind)
-        info = link.client.publish(topic, up.payload, qos=1, retain=up.retain)
-        # NO_CONN: paho keeps a QoS 1 message and sends it after the reconnect.
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            self._warn(f"[watchsim] {link.device_id}: publish failed: {mqtt.error_string(info.rc)}")
-            return
-        link.inflight[info.mid] = up
-        link.fix_seqs.extend(up.fix_seqs)
-        if up.kind is UplinkKind.BATCH:
-            link.batches_sent += 1
-        elif up.kind is UplinkKind.ALARM:
-            link.alarm_sends += 1
-        elif up.kind is UplinkKind.STATUS:
-            link.heartbeats += 1
+        rc = link.publish(up)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self._warn(f"[watchsim] {link.device_id}: publish failed: {mqtt.error_string(rc)}")
 
     def _press(self, press: PlannedPress, now: float) -> None:
         w = self.links[press.device_index - self.cfg.first_index].watch
@@ -343,6 +251,7 @@ class Fleet:
 
     def _shutdown(self) -> None:
         """Ctrl-C is not a dead battery: say offline ourselves, then disconnect normally."""
+        self._stop.set()  # late "connected" events must not start anything now
         now = time.time()
         for link in self.links:
             if link.connected:

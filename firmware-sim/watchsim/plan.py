@@ -1,4 +1,5 @@
-"""What a fleet run should do: its configuration and the parsers for the CLI's small languages.
+"""What a fleet run should do: its configuration and the parsers for the CLI's small languages
+(the broker URL is parsed by ``services.mqtt_url``, shared by every MQTT client we run).
 
 Kept apart from ``fleet.py`` so that a test (or ``anxin demo``) can build a ``FleetConfig`` in
 code, and so the parsing rules are tested without a broker.
@@ -8,44 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
 
+from services.mqtt_url import MqttTarget
 from services.protocol import DEVICE_ID_RE, AlarmMode, AlarmType
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-
-    def __str__(self) -> str:
-        """For logs: never the credentials."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    """``mqtt://[user[:pass]@]host[:port]`` (``mqtts://`` for TLS; ``tcp``/``ssl`` accepted)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"not an MQTT URL (want mqtt://host:port): scheme {scheme!r}")
-    tls = scheme in ("mqtts", "ssl")
-    try:
-        port = parts.port
-    except ValueError as e:
-        raise ValueError(f"bad port in MQTT URL: {e}") from None
-    if not parts.hostname:
-        raise ValueError("MQTT URL has no host")
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        tls=tls,
-    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +62,7 @@ def device_id(prefix: str, index: int) -> str:
 
 @dataclass
 class FleetConfig:
-    broker: BrokerAddress
+    broker: MqttTarget  # log it with .redacted(): its repr shows the password
     topic_prefix: str = "anxin"
     devices: int = 10
     rate: float = 0.2  # fixes per second per watch

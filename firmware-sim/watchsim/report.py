@@ -103,7 +103,7 @@ def summary(fleet: Fleet) -> dict[str, Any]:
         "started_at": _iso(fleet.started_at),
         "ended_at": _iso(fleet.ended_at),
         "exit_code": fleet.exit_code,
-        "broker": str(fleet.cfg.broker),
+        "broker": fleet.cfg.broker.redacted(),
         "topic_prefix": fleet.cfg.topic_prefix,
         "seed": fleet.seed,
         "seq_base": fleet.seq_base,

@@ -24,13 +24,14 @@ from services.protocol import (
     AlarmMode,
     AlarmReceipt,
     AlarmType,
-    Batch,
     Fix,
     Position,
     State,
     Status,
     UplinkKind,
 )
+from watchsim.alarms import AlarmKeeper, AlarmRecord, PendingAlarm
+from watchsim.batches import pack_batches
 from watchsim.walk import LatLon, Reading, WalkConfig, Walker, random_home, wrap_deg
 
 # What a person next to the watch could notice. A silent SOS must add none of these.
@@ -72,26 +73,6 @@ class WatchConfig:
     walk: WalkConfig = field(default_factory=WalkConfig)
 
 
-@dataclass
-class PendingAlarm:
-    """An alarm the backend has not confirmed: kept, and re-sent byte for byte."""
-
-    alarm: Alarm
-    payload: bytes
-    sends: int = 0
-    next_send: float = 0.0
-
-
-@dataclass
-class AlarmRecord:
-    seq: int
-    type: AlarmType
-    mode: AlarmMode
-    t: float
-    sends: int = 0
-    receipted_t: float | None = None
-
-
 class Watch:
     def __init__(
         self,
@@ -121,15 +102,27 @@ class Watch:
         self.fixes_made = 0
         self.fixes_dropped = 0
         self.buffer: deque[Fix] = deque()
-        self.pending_alarms: dict[int, PendingAlarm] = {}
-        self.alarms: dict[int, AlarmRecord] = {}
+        self.keeper = AlarmKeeper(self.cfg.resend_first_s, self.cfg.resend_max_s)
         self.ui_events: list[str] = []
         self.ignored_commands: list[str] = []
-        self.unknown_receipts: list[int] = []
         self._outbox: list[Uplink] = []
         self._last: Reading | None = None
 
     # --- state seen from outside -------------------------------------------------------
+
+    @property
+    def pending_alarms(self) -> dict[int, PendingAlarm]:
+        """seq -> alarm not yet receipted by the backend."""
+        return self.keeper.pending
+
+    @property
+    def alarms(self) -> dict[int, AlarmRecord]:
+        """seq -> every alarm this watch raised."""
+        return self.keeper.records
+
+    @property
+    def unknown_receipts(self) -> list[int]:
+        return self.keeper.unknown_receipts
 
     @property
     def online(self) -> bool:
@@ -173,9 +166,8 @@ class Watch:
         if self.online and self.producing and now >= self.next_heartbeat:
             self._heartbeat(now)
         if self.online:
-            for p in sorted(self.pending_alarms.values(), key=lambda p: p.alarm.seq):
-                if p.next_send <= now:
-                    self._send_alarm(p, now)
+            for p in self.keeper.due(now):
+                self._send_alarm(p, now)
 
     def go_offline(self, now: float, until: float | None = None) -> None:
         """Lose the network (a lift, a basement, a dead cell) until ``until`` or ``go_online``."""
@@ -226,13 +218,8 @@ class Watch:
         except ValidationError:
             self.ignored_commands.append("invalid-alarm_receipt")
             return
-        for seq in receipt.seqs:
-            p = self.pending_alarms.pop(seq, None)
-            if p is None:  # late duplicate or someone else's number: harmless
-                self.unknown_receipts.append(seq)
-                continue
-            self.alarms[seq].receipted_t = now
-            if p.alarm.mode is AlarmMode.AUDIBLE and p.alarm.type is not AlarmType.REMOVED:
+        for alarm in self.keeper.receipt(receipt.seqs, now):
+            if alarm.mode is AlarmMode.AUDIBLE and alarm.type is not AlarmType.REMOVED:
                 self.ui_events += [SCREEN_HELP, BEEP]
 
     # --- internals ----------------------------------------------------------------------
@@ -311,9 +298,7 @@ class Watch:
             mode=mode,
             fix=where.model_dump(mode="json", exclude_none=True),
         )
-        self.alarms[alarm.seq] = AlarmRecord(alarm.seq, kind, mode, now)
-        pending = PendingAlarm(alarm, _json(alarm))
-        self.pending_alarms[alarm.seq] = pending
+        pending = self.keeper.add(alarm, now)
         if mode is AlarmMode.AUDIBLE:
             if kind is AlarmType.SOS:
                 self.ui_events.append(SIREN)
@@ -323,59 +308,28 @@ class Watch:
             self._send_alarm(pending, now)
         return alarm.seq
 
-    def _backoff(self, sends: int) -> float:
-        return min(self.cfg.resend_max_s, self.cfg.resend_first_s * 2 ** max(0, sends - 1))
-
-    def _sent(self, p: PendingAlarm, now: float) -> None:
-        p.sends += 1
-        p.next_send = now + self._backoff(p.sends)
-        self.alarms[p.alarm.seq].sends = p.sends
-
     def _send_alarm(self, p: PendingAlarm, now: float) -> None:
-        self._outbox.append(Uplink(UplinkKind.ALARM, p.payload, alarm_seqs=(p.alarm.seq,)))
-        self._sent(p, now)
+        self._outbox.append(Uplink(UplinkKind.ALARM, p.payload, alarm_seqs=(p.seq,)))
+        self.keeper.mark_sent(p, now)
 
     def _flush(self, now: float) -> None:
-        """Back online: every pending alarm, then the buffered fixes, as size-bounded batches."""
-        alarms = sorted(self.pending_alarms.values(), key=lambda p: p.alarm.seq)
-        items: list[tuple[str, dict[str, Any], PendingAlarm | Fix]] = [
-            ("alarms", p.alarm.model_dump(mode="json", exclude_none=True), p) for p in alarms
-        ] + [("fixes", f.model_dump(mode="json", exclude_none=True), f) for f in self.buffer]
-        self.buffer.clear()
-        overhead = len(_json(Batch())) + 16
-        chunk: list[tuple[str, dict[str, Any], PendingAlarm | Fix]] = []
-        size = overhead
-        for item in items:
-            n = len(json.dumps(item[1], separators=(",", ":"))) + 1
-            if chunk and (
-                len(chunk) >= self.cfg.batch_max_items or size + n > self.cfg.batch_max_bytes
-            ):
-                self._emit_batch(chunk, now)
-                chunk, size = [], overhead
-            chunk.append(item)
-            size += n
-        if chunk:
-            self._emit_batch(chunk, now)
-
-    def _emit_batch(
-        self, chunk: list[tuple[str, dict[str, Any], PendingAlarm | Fix]], now: float
-    ) -> None:
-        fixes = [d for k, d, _ in chunk if k == "fixes"]
-        alarms = [d for k, d, _ in chunk if k == "alarms"]
-        batch = Batch(fixes=fixes, alarms=alarms)
-        fix_seqs = tuple(o.seq for _, _, o in chunk if isinstance(o, Fix))
-        pend = [o for _, _, o in chunk if isinstance(o, PendingAlarm)]
-        self._outbox.append(
-            Uplink(
-                UplinkKind.BATCH,
-                _json(batch),
-                fix_seqs=fix_seqs,
-                alarm_seqs=tuple(p.alarm.seq for p in pend),
-            )
+        """Back online: every pending alarm, then the buffered fixes, as bounded batches."""
+        pending = self.keeper.in_order()
+        by_seq = {p.seq: p for p in pending}
+        packed = pack_batches(
+            [p.alarm for p in pending],
+            list(self.buffer),
+            self.cfg.batch_max_items,
+            self.cfg.batch_max_bytes,
         )
-        for p in pend:
-            self._sent(p, now)
+        self.buffer.clear()
+        for b in packed:
+            self._outbox.append(
+                Uplink(UplinkKind.BATCH, b.payload, False, b.fix_seqs, b.alarm_seqs)
+            )
+            for seq in b.alarm_seqs:
+                self.keeper.mark_sent(by_seq[seq], now)
 
 
-def _json(model: Fix | Status | Alarm | Batch) -> bytes:
+def _json(model: Fix | Status) -> bytes:
     return model.model_dump_json(exclude_none=True).encode()

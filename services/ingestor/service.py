@@ -83,6 +83,7 @@ class Ingestor:
         self.connected = threading.Event()
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._generation = 0
+        self._last_message_at = time.monotonic()
         self._access = DeviceAccessCache()
         self._known_days: set[date] = set()
         self._pool = ConnectionPool(
@@ -131,9 +132,7 @@ class Ingestor:
             log.error("broker refused the connection: %s", reason_code)
             return
         self._generation += 1
-        client.subscribe(
-            [(f, 1) for f in self.topics.shared_uplink_filters(self.settings.ingestor_group)]
-        )
+        client.subscribe([(f, 1) for f in self._filters()])
         self.connected.set()
         log.info(
             "connected to %s as %s (session present: %s)",
@@ -141,6 +140,12 @@ class Ingestor:
             self.settings.ingestor_client_id,
             flags.session_present,
         )
+
+    def _filters(self) -> list[str]:
+        s = self.settings
+        if s.ingestor_shared_subscription:
+            return self.topics.shared_uplink_filters(s.ingestor_group)
+        return self.topics.uplink_filters()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
@@ -160,11 +165,17 @@ class Ingestor:
             topic = msg._topic.decode("utf-8", "replace")
         received = Received(topic, bytes(msg.payload), datetime.now(UTC))
         self._inbox.put(Inbound(received, msg.mid, msg.qos, self._generation))
+        self._last_message_at = time.monotonic()
 
     # -- the loop ------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set; then finish the batch in hand and disconnect."""
+    def run(self, stop: threading.Event, leave_group: bool = False) -> None:
+        """Run until ``stop`` is set; then finish the batch in hand and disconnect, keeping
+        the session (and the subscription) so that nothing published meanwhile is lost.
+
+        ``leave_group`` is the scale-down runbook: store the backlog queued for this replica's
+        session, then unsubscribe, finish what is in flight and end the session, so the broker
+        stops keeping a share of the traffic for a replica that will not come back."""
         self._pool.open(wait=False)
         self._wait_for_database(stop)
         with self._pool.connection() as conn:
@@ -184,14 +195,40 @@ class Ingestor:
                 batch = self._collect()
                 if batch:
                     self._handle(batch, stop)
+                elif leave_group and self.connected.is_set() and self._idle_for(2.0):
+                    break
                 if time.monotonic() >= next_report:
                     log.info("%s", self.counters)
                     next_report = time.monotonic() + 10
+            if leave_group:
+                self._leave_group()
         finally:
-            self._client.disconnect()
+            self._client.disconnect(properties=self._disconnect_properties(leave_group))
             self._client.loop_stop()
             self._pool.close()
             log.info("stopped: %s", self.counters)
+
+    def _idle_for(self, seconds: float) -> bool:
+        return time.monotonic() - self._last_message_at >= seconds
+
+    def _disconnect_properties(self, end_session: bool) -> Properties | None:
+        if not end_session:
+            return None
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        return props
+
+    def _leave_group(self) -> None:
+        if not self.connected.is_set():
+            return
+        self._client.unsubscribe(self._filters())
+        quiet_until = time.monotonic() + 1.0
+        while time.monotonic() < quiet_until:
+            batch = self._collect()
+            if batch:
+                self._handle(batch, threading.Event())
+                quiet_until = time.monotonic() + 0.5
+        log.info("left the subscription group; in-flight messages stored and acknowledged")
 
     def _collect(self) -> list[Inbound]:
         try:
