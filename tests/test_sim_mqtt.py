@@ -4,7 +4,6 @@ receipted end to end, and a broker restart does not lose a pending alarm."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from services.protocol import (
     Topics,
     UplinkKind,
 )
+from tests.support.broker import MosquittoProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,49 +44,10 @@ def eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
     return check()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """A private Mosquitto with the settings that make message counts trustworthy."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            "max_queued_messages 0\npersistence false\n"
-        )
-        self.log = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                ["mosquitto", "-c", str(self.conf)], stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto did not start")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
+def private_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
+    """A broker of this test's own: some tests kill it."""
+    b = MosquittoProcess(tmp_path)
     b.start()
     yield b
     b.kill()
@@ -152,13 +113,13 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def backend(private_broker: Broker, prefix: str) -> Iterator[Backend]:
+def backend(private_broker: MosquittoProcess, prefix: str) -> Iterator[Backend]:
     b = Backend(private_broker.port, prefix)
     yield b
     b.close()
 
 
-def fleet_config(broker: Broker, prefix: str, **kw: object) -> FleetConfig:
+def fleet_config(broker: MosquittoProcess, prefix: str, **kw: object) -> FleetConfig:
     base: dict[str, object] = dict(
         broker=MqttTarget("127.0.0.1", broker.port),
         topic_prefix=prefix,
@@ -173,7 +134,7 @@ def fleet_config(broker: Broker, prefix: str, **kw: object) -> FleetConfig:
 
 
 def test_fleet_delivers_every_fix_and_gets_its_alarm_receipted(
-    private_broker: Broker, backend: Backend, prefix: str
+    private_broker: MosquittoProcess, backend: Backend, prefix: str
 ) -> None:
     press = PlannedPress(2, AlarmType.SOS, AlarmMode.SILENT, 0.1)
     fleet = Fleet(fleet_config(private_broker, prefix, presses=[press]), log=lambda s: None)
@@ -203,7 +164,7 @@ def test_fleet_delivers_every_fix_and_gets_its_alarm_receipted(
 
 
 def test_cli_exits_1_and_names_the_alarm_nobody_receipted(
-    private_broker: Broker, backend: Backend, prefix: str, tmp_path: Path
+    private_broker: MosquittoProcess, backend: Backend, prefix: str, tmp_path: Path
 ) -> None:
     backend.answering = False
     summary = tmp_path / "summary.json"
@@ -226,7 +187,7 @@ def test_cli_exits_1_and_names_the_alarm_nobody_receipted(
 
 @pytest.mark.fault
 def test_a_broker_restart_does_not_lose_a_pending_alarm(
-    private_broker: Broker, backend: Backend, prefix: str
+    private_broker: MosquittoProcess, backend: Backend, prefix: str
 ) -> None:
     backend.answering = False  # the first copy reaches the broker but is never receipted
     cfg = fleet_config(private_broker, prefix, devices=1, rate=5.0, fixes=15, drain_timeout_s=10.0)
@@ -252,7 +213,7 @@ def test_a_broker_restart_does_not_lose_a_pending_alarm(
 
 
 def test_watches_that_lose_their_network_go_offline_by_will_and_upload_batches(
-    private_broker: Broker, backend: Backend, prefix: str
+    private_broker: MosquittoProcess, backend: Backend, prefix: str
 ) -> None:
     cfg = fleet_config(
         private_broker, prefix, devices=2, fixes=40, offline_every_s=0.4, offline_for_s=(0.2, 0.4)
