@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from services.settings import Settings, get_settings
 
@@ -84,6 +85,44 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fences_check(args: argparse.Namespace) -> int:
+    from geofences.cli import check_file
+
+    return check_file(args.file)
+
+
+def cmd_fences_load(args: argparse.Namespace) -> int:
+    """Validate a FeatureCollection and store it; nothing is stored unless all of it is valid."""
+    import json
+
+    import psycopg
+
+    from geofences.geojson import fences_from_geojson
+    from geofences.validate import FenceValidationError
+    from services.storage.fences import names_by_wearer, save_fences
+
+    settings = get_settings()
+    _need(settings, "database_url")
+    try:
+        doc = json.loads(args.file.read_text())
+    except (OSError, ValueError) as err:
+        print(f"{args.file}: {err}", file=sys.stderr)
+        return 1
+    with psycopg.connect(settings.database_url or "") as conn:
+        try:
+            fences = fences_from_geojson(doc)
+            if not args.replace:
+                existing = names_by_wearer(conn, {f.wearer_id for f in fences})
+                fences = fences_from_geojson(doc, existing_names=existing)
+        except FenceValidationError as err:
+            for problem in err.problems:
+                print(f"{args.file}: {problem}", file=sys.stderr)
+            return 1
+        n = save_fences(conn, fences, replace=args.replace)
+    print(f"{n} fences stored")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
@@ -122,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--devices", type=int, default=20)
     seed.add_argument("--device-prefix", default="w")
     seed.set_defaults(func=cmd_seed_demo)
+
+    fences = sub.add_parser("fences", help="check and load GeoJSON fence files")
+    fences_sub = fences.add_subparsers(dest="fences_command", required=True)
+    check = fences_sub.add_parser("check", help="validate a file; one line per problem")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_fences_check)
+    load = fences_sub.add_parser("load", help="validate and store a file's fences")
+    load.add_argument("file", type=Path)
+    load.add_argument(
+        "--replace", action="store_true", help="replace fences of the same wearer and name"
+    )
+    load.set_defaults(func=cmd_fences_load)
     return parser
 
 

@@ -24,9 +24,12 @@ from pathlib import Path
 
 import psycopg
 
+from geofences.demo import demo_fence_collection
+from geofences.geojson import fences_from_geojson
 from services.settings import Settings
+from services.storage.fences import save_fences
 from services.storage.migrate import migrate
-from services.storage.provisioning import seed_demo
+from services.storage.provisioning import demo_device_id, seed_demo
 
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -71,6 +74,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         flavour, _ = migrate(database_url, settings.retention_days, settings.partition_days_ahead)
         with psycopg.connect(database_url) as conn:
             seed_demo(conn, args.devices)
+            wearers = [f"wearer-{demo_device_id(i)}" for i in range(1, args.devices + 1)]
+            save_fences(conn, fences_from_geojson(demo_fence_collection(wearers)), replace=True)
         token = (
             settings.api_token.get_secret_value()
             if settings.api_token
@@ -94,9 +99,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             if not _wait_http(f"{base}/healthz", 30):
                 print("the API did not come up; see the messages above", file=sys.stderr)
                 return 1
-            children.append(
-                _child(["sim", "--devices", str(args.devices), "--rate", str(args.rate)], env)
-            )
+            sim_args = ["--devices", str(args.devices), "--rate", str(args.rate), "--demo-homes"]
+            children.append(_child(["sim", *sim_args], env))
             _print_welcome(base, token, flavour.value, args.devices)
             deadline = time.monotonic() + args.duration if args.duration else None
             while not stop.wait(0.5):
@@ -135,6 +139,8 @@ Anxin demo is running: {devices} simulated watches around Shanghai ({flavour} st
   curl -H 'Authorization: Bearer {token}' {base}/v1/devices
   curl -H 'Authorization: Bearer {token}' {base}/v1/wearers/wearer-w00001/location
   curl -H 'Authorization: Bearer {token}' '{base}/v1/wearers/wearer-w00001/history?bucket_s=60'
+  curl -H 'Authorization: Bearer {token}' {base}/v1/wearers/wearer-w00001/membership
+  curl -H 'Authorization: Bearer {token}' {base}/v1/wearers/wearer-w00001/events
 
 Ctrl-C stops everything.
 """,

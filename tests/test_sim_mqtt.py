@@ -15,8 +15,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from watchsim.fleet import Fleet
-from watchsim.plan import FleetConfig, PlannedPress
 
 from services.mqtt_url import MqttTarget
 from services.protocol import (
@@ -32,6 +30,8 @@ from services.protocol import (
     UplinkKind,
 )
 from tests.support.broker import MosquittoProcess
+from watchsim.fleet import Fleet
+from watchsim.plan import FleetConfig, PlannedPress, PlannedStay, PlannedWander
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +61,7 @@ class Backend:
         self.answering = True
         self.messages: list[tuple[str, UplinkKind, object]] = []
         self.alarm_copies: dict[tuple[str, int], int] = {}
+        self.ahead_s: list[float] = []  # device time minus arrival time, per timed item
         self.subscribed = threading.Event()
         self.lock = threading.Lock()
         self.client = mqtt.Client(
@@ -80,11 +81,15 @@ class Backend:
         assert parsed is not None, msg.topic
         device, kind = parsed
         model = UPLINK_MODELS[kind].model_validate_json(msg.payload)
+        arrived = time.time()
         alarms = [model] if isinstance(model, Alarm) else []
+        timed: list[object] = [model]
         if isinstance(model, Batch):
             alarms = [Alarm.model_validate(a) for a in model.alarms]
+            timed = alarms + [Fix.model_validate(f) for f in model.fixes]
         with self.lock:
             self.messages.append((device, kind, model))
+            self.ahead_s += [m.t.timestamp() - arrived for m in timed if getattr(m, "t", None)]
             for a in alarms:
                 key = (device, a.seq)
                 self.alarm_copies[key] = self.alarm_copies.get(key, 0) + 1
@@ -228,3 +233,46 @@ def test_watches_that_lose_their_network_go_offline_by_will_and_upload_batches(
         wills = [m for _, k, m in backend.messages if isinstance(m, State) and m.t is None]
     assert wills and not any(w.online for w in wills)  # the broker spoke for the lost watch
     assert s["devices"]["w00001"]["alarms"][0]["receipted"]
+
+
+def test_a_fast_clock_plays_two_minutes_in_three_seconds_with_scenarios(
+    private_broker: MosquittoProcess, backend: Backend, prefix: str
+) -> None:
+    """Device time from 120 s ago at 40x: presses and scenarios in device seconds, every
+    timestamp in the past when it arrives."""
+    point = (31.2304, 121.4737)
+    cfg = fleet_config(
+        private_broker,
+        prefix,
+        devices=2,
+        rate=1.0,
+        fixes=None,
+        duration_s=4.0,
+        clock_speed=40.0,
+        clock_start_ago_s=120.0,
+        presses=[PlannedPress(1, AlarmType.SOS, AlarmMode.SILENT, 60.0)],
+        wanders=[PlannedWander(1, 30.0, 90.0)],
+        stays=[PlannedStay(2, *point, 150.0)],
+    )
+    fleet = Fleet(cfg, log=lambda s: None)
+    assert fleet.run() == 0
+    start = fleet.clock.start
+    assert eventually(lambda: len(backend.fixes()) >= 2 * 115)
+    fixes = backend.fixes()
+    with backend.lock:
+        assert backend.ahead_s and max(backend.ahead_s) <= 0.5  # never ahead of real time
+        alarms = [m for d, _, m in backend.messages if isinstance(m, Alarm)]
+    w1 = sorted((f for (d, _), f in fixes.items() if d == "w00001"), key=lambda f: f.seq)
+    w2 = [f for (d, _), f in fixes.items() if d == "w00002"]
+    assert min(f.t.timestamp() for f in w1) - start < 2.0  # from two minutes ago
+    assert max(f.t.timestamp() for f in w1) > fleet.ended_at - 2.0  # up to now  # type: ignore[operator]
+    (sos,) = alarms
+    assert sos.t.timestamp() - start == pytest.approx(60.0, abs=2.0)  # a device-time press
+    walked = [f for f in w1 if f.t.timestamp() > start + 40.0]
+    assert walked and all(f.src.value == "gps" and 5 <= f.acc <= 15 for f in walked)
+    assert walked[-1].lon > walked[0].lon  # due east
+    assert all(f.acc == 150.0 and f.src.value == "wifi" for f in w2)
+    s = fleet.summary()
+    assert s["clock"]["speed"] == 40.0 and s["clock"]["start_ago_s"] == 120.0
+    assert s["devices"]["w00001"]["scenario"]["kind"] == "wander"
+    assert s["devices"]["w00002"]["scenario"]["kind"] == "stay"

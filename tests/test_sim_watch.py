@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
 import random
+import sys
+import types
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from watchsim.batches import pack_batches
-from watchsim.walk import SHANGHAI, Activity, LatLon, Walker, distance_m, random_home
-from watchsim.watch import BEEP, SCREEN_HELP, SIREN, Uplink, Watch, WatchConfig
 
+from services.mqtt_url import MqttTarget
 from services.protocol import (
     UPLINK_MODELS,
     Alarm,
@@ -29,6 +30,23 @@ from services.protocol import (
     Status,
     UplinkKind,
 )
+from watchsim.batches import pack_batches
+from watchsim.fleet import Fleet
+from watchsim.plan import FleetConfig, PlannedStay, PlannedWander
+from watchsim.scenarios import StayingWalker, WanderingWalker
+from watchsim.walk import (
+    SHANGHAI,
+    Activity,
+    LatLon,
+    WalkConfig,
+    Walker,
+    bearing_deg,
+    delta_m,
+    distance_m,
+    offset_m,
+    random_home,
+)
+from watchsim.watch import BEEP, SCREEN_HELP, SIREN, Uplink, Watch, WatchConfig
 
 # 09:00 in Shanghai: people go out.
 T0 = datetime(2025, 6, 2, 1, 0, tzinfo=UTC).timestamp()
@@ -139,6 +157,184 @@ def test_walking_speed_and_heading_are_consistent_with_the_movement() -> None:
                 checked += 1
         prev = r
     assert checked > 50
+
+
+def test_a_walk_radius_bounds_the_ordinary_day() -> None:
+    for seed in range(6):
+        walker = Walker(SHANGHAI, random.Random(seed), WalkConfig(radius_m=500.0), start_t=T0)
+        rs = [walker.advance(T0 + i * 5.0) for i in range(int(86400 / 5.0))]
+        assert {r.activity for r in rs} == set(Activity)  # still a day with outings
+        assert max(distance_m(SHANGHAI, r.true) for r in rs) <= 520  # 500 m + fidgeting
+        seen = [distance_m(SHANGHAI, LatLon(r.lat, r.lon)) for r in rs]
+        assert max(d for d, r in zip(seen, rs, strict=True) if not r.indoors) <= 600
+        assert sum(d > 600 for d in seen) <= 0.002 * len(rs)  # a rare indoor 150 m fix
+
+
+# --- scenarios: wander off, stay put -------------------------------------------------------
+
+
+def loc_fixes(w: Watch, until: float, step: float = 1.0) -> list[Fix]:
+    return [
+        Fix.model_validate_json(u.payload)
+        for u in run(w, until, step=step)
+        if u.kind is UplinkKind.LOC
+    ]
+
+
+def at(f: Fix) -> LatLon:
+    return LatLon(f.lat, f.lon)
+
+
+def test_a_wandering_watch_walks_straight_away_from_home_after_s() -> None:
+    home = random_home(random.Random(4))
+    walker = functools.partial(WanderingWalker, wander_t=T0 + 120.0, bearing_deg=45.0)
+    w = Watch(
+        "w00001",
+        now=T0,
+        rng=random.Random(4),
+        config=WatchConfig(fix_interval_s=5.0),
+        home=home,
+        walker=walker,
+    )
+    w.set_link(True, T0)
+    fixes = loc_fixes(w, T0 + 3600.0)
+    before = [f for f in fixes if f.t.timestamp() < T0 + 120.0]
+    after = [f for f in fixes if f.t.timestamp() >= T0 + 120.0]
+    assert len(before) >= 20 and len(after) >= 680
+    # Before S: at home, the ordinary home fixes (indoors).
+    assert all(distance_m(home, at(f)) <= 2.5 * f.acc + 10 for f in before)
+    assert all(f.acc >= 30 for f in before)
+    # After S: outdoors, gps 5-15 m, 1.2 m/s, heading 45°, along the 45° ray from home.
+    for f in after:
+        assert f.src is Source.GPS and 5.0 <= f.acc <= 15.0
+        assert f.spd == pytest.approx(1.2, abs=0.5)
+        assert abs((f.hdg - 45.0 + 180) % 360 - 180) < 20  # type: ignore[operator]
+        d = distance_m(home, at(f))
+        assert d == pytest.approx(1.2 * (f.t.timestamp() - T0 - 120.0), abs=3 * f.acc)
+        if d > 100:
+            assert abs((bearing_deg(home, at(f)) - 45.0 + 180) % 360 - 180) < 10
+    dist = [distance_m(home, at(f)) for f in after]
+    assert dist[-1] > 4000  # it does not come back
+    # Monotonic away from home: each fix is farther than the one a minute earlier (the
+    # receiver error of 5-15 m can reverse neighbours 5 s apart, never 72 m of walking).
+    assert all(b > a for a, b in zip(dist, dist[12:], strict=False))
+
+
+def test_the_true_position_of_a_wanderer_moves_strictly_away() -> None:
+    home = SHANGHAI
+    wk = WanderingWalker(
+        home, random.Random(1), WalkConfig(), T0, wander_t=T0 + 60.0, bearing_deg=200.0
+    )
+    rs = [wk.advance(T0 + i * 2.0) for i in range(2000)]
+    assert all(r.activity is Activity.HOME for r in rs if r.t < T0 + 60.0)
+    walking = [r for r in rs if r.t > T0 + 60.0]
+    assert all(r.activity is Activity.WALKING and not r.indoors for r in walking)
+    d = [distance_m(home, r.true) for r in walking]
+    assert all(b > a for a, b in itertools.pairwise(d))
+    assert d[-1] == pytest.approx(1.2 * (rs[-1].t - T0 - 60.0), rel=1e-3)
+    assert not wk.at_home
+
+
+def test_a_staying_watch_jitters_around_its_point_as_its_accuracy_says() -> None:
+    point = offset_m(SHANGHAI, 700.0, -300.0)
+    walker = functools.partial(StayingWalker, point=point, acc_m=150.0)
+    w = Watch(
+        "w00001",
+        now=T0,
+        rng=random.Random(8),
+        config=WatchConfig(fix_interval_s=5.0),
+        walker=walker,
+    )
+    w.set_link(True, T0)
+    fixes = loc_fixes(w, T0 + 6 * 3600.0, step=5.0)  # day and evening: it stays all the same
+    assert len(fixes) >= 4000
+    assert all(f.acc == 150.0 and f.src is Source.WIFI for f in fixes)
+    assert all(f.spd is None and f.hdg is None for f in fixes)
+    offsets = [delta_m(point, at(f)) for f in fixes]
+    n = len(offsets)
+    mean_n, mean_e = sum(o[0] for o in offsets) / n, sum(o[1] for o in offsets) / n
+    assert math.hypot(mean_n, mean_e) < 6.0  # centred on the point (sigma of the mean ~1.6 m)
+    err = [math.hypot(*o) for o in offsets]
+    assert max(err) <= 300.5  # none beyond 2 x acc
+    assert 0.64 < sum(e <= 150.0 for e in err) / n < 0.74  # acc is the 68 % radius
+    assert 60 < math.sqrt(sum(o[0] ** 2 for o in offsets) / n) < 110  # real jitter, per axis
+    assert not w.walker.at_home
+
+
+def test_scenarios_are_chosen_per_device_and_shown_in_the_summary() -> None:
+    cfg = FleetConfig(
+        broker=MqttTarget("h", 1),
+        devices=3,
+        seed=7,
+        wanders=[PlannedWander(1, 30.0)],
+        stays=[PlannedStay(3, 31.2, 121.5, 150.0)],
+    )
+    fleet = Fleet(cfg, log=lambda s: None)
+    w1, w2, w3 = (lk.watch for lk in fleet.links)
+    assert isinstance(w1.walker, WanderingWalker) and isinstance(w3.walker, StayingWalker)
+    assert type(w2.walker) is Walker
+    assert w1.walker.wander_t == fleet.clock.start + 30.0
+    devices = fleet.summary()["devices"]
+    sc = devices["w00001"]["scenario"]
+    assert sc["kind"] == "wander" and sc["at_s"] == 30.0 and sc["bearing_random"]
+    assert sc["bearing_deg"] == round(w1.walker.bearing_deg, 1) and sc["speed_mps"] == 1.2
+    assert devices["w00002"]["scenario"] == {"kind": "day", "walk_radius_m": 1500.0}
+    assert devices["w00003"]["scenario"] == {
+        "kind": "stay",
+        "lat": 31.2,
+        "lon": 121.5,
+        "acc_m": 150.0,
+        "src": "wifi",
+    }
+    assert "home" in devices["w00003"]
+    # The random bearing is seeded: the same seed, the same bearing; another seed, another.
+    again = Fleet(cfg, log=lambda s: None).links[0].watch.walker
+    other = Fleet(FleetConfig(**(cfg.__dict__ | {"seed": 8})), log=lambda s: None)
+    assert again.bearing_deg == w1.walker.bearing_deg  # type: ignore[attr-defined]
+    assert other.links[0].watch.walker.bearing_deg != w1.walker.bearing_deg  # type: ignore[attr-defined]
+
+
+# --- demo homes --------------------------------------------------------------------------
+
+
+def test_demo_homes_come_from_geofences_demo() -> None:
+    """Against the real ``geofences.demo.demo_home(wearer_id) -> (lat, lon)``."""
+    from geofences.demo import demo_home
+
+    cfg = FleetConfig(broker=MqttTarget("h", 1), devices=3, seed=1, demo_homes=True)
+    fleet = Fleet(cfg, log=lambda s: None)
+    for link in fleet.links:
+        lat, lon = demo_home(f"wearer-{link.device_id}")
+        assert link.watch.home == LatLon(lat, lon)
+        assert link.watch.walker.home == LatLon(lat, lon)
+        assert link.watch.cfg.walk.radius_m == 500.0
+    s = fleet.summary()
+    assert s["homes"] == "demo"
+    assert s["devices"]["w00002"]["scenario"] == {"kind": "day", "walk_radius_m": 500.0}
+
+
+def test_demo_homes_plumbing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the fleet asks ``demo_home`` for, and what it does with the answer."""
+    asked: list[str] = []
+
+    def demo_home(wearer_id: str) -> tuple[float, float]:
+        asked.append(wearer_id)
+        return (31.0 + len(asked) / 100, 121.0)
+
+    stub = types.ModuleType("geofences.demo")
+    stub.demo_home = demo_home  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "geofences.demo", stub)
+    cfg = FleetConfig(
+        broker=MqttTarget("h", 1), devices=2, first_index=7, demo_homes=True, walk_radius_m=300
+    )
+    fleet = Fleet(cfg, log=lambda s: None)
+    assert asked == ["wearer-w00007", "wearer-w00008"]
+    assert [lk.watch.home for lk in fleet.links] == [LatLon(31.01, 121.0), LatLon(31.02, 121.0)]
+    assert all(lk.watch.cfg.walk.radius_m == 300.0 for lk in fleet.links)
+    asked.clear()
+    plain = Fleet(FleetConfig(broker=MqttTarget("h", 1), devices=2), log=lambda s: None)
+    assert asked == []  # without --demo-homes: random homes, the usual 1500 m day
+    assert all(lk.watch.cfg.walk.radius_m == 1500.0 for lk in plain.links)
 
 
 # --- seq, heartbeats, battery --------------------------------------------------------------

@@ -11,27 +11,38 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from services.mqtt_url import parse_mqtt_url
 from services.settings import get_settings
 from watchsim.fleet import Fleet
-from watchsim.plan import FleetConfig, PlannedPress, parse_press, parse_range
+from watchsim.plan import (
+    DEFAULT_WALK_RADIUS_M,
+    DEMO_WALK_RADIUS_M,
+    FleetConfig,
+    parse_press,
+    parse_range,
+    parse_stay,
+    parse_wander,
+)
+
+T = TypeVar("T")
 
 
-def _press(spec: str) -> PlannedPress:  # argparse turns the ValueError into a usage error
-    try:
-        return parse_press(spec)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """argparse turns an ArgumentTypeError into a usage error that shows our message."""
 
+    def convert(spec: str) -> T:
+        try:
+            return parse(spec)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
-def _range(spec: str) -> tuple[float, float]:
-    try:
-        return parse_range(spec)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = parse.__name__.removeprefix("parse_")
+    return convert
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="stop after S seconds (default: until Ctrl-C/SIGTERM)",
+        help="stop after S real seconds, whatever the clock speed (default: until Ctrl-C)",
     )
     a(
         "--fixes",
@@ -85,22 +96,76 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--press",
-        type=_press,
+        type=_arg(parse_press),
         action="append",
         default=[],
         metavar="SPEC",
-        help="IDX:KIND[:MODE]@SECONDS, e.g. 1:sos:silent@5 (KIND sos|fall|removed; repeatable)",
+        help="IDX:KIND[:MODE]@SECONDS, e.g. 1:sos:silent@5: device number IDX presses at that "
+        "simulated second (KIND sos|fall|removed; repeatable)",
+    )
+    a(
+        "--wander",
+        type=_arg(parse_wander),
+        action="append",
+        default=[],
+        metavar="IDX@S[:BEARING]",
+        help="device number IDX stays home until simulated second S, then walks in a straight "
+        "line away from home at 1.2 m/s (outdoors, gps, accuracy 5-15 m) until the run ends; "
+        "BEARING in degrees, 0 = north, 90 = east (default: random, from --seed). Repeatable",
+    )
+    a(
+        "--stay",
+        type=_arg(parse_stay),
+        action="append",
+        default=[],
+        metavar="IDX:LAT,LON:ACC",
+        help="device number IDX stays indoors at LAT,LON for the whole run: wifi fixes claiming "
+        "ACC metres, scattered around the point as that accuracy says (68 %% within ACC, "
+        "none beyond 2×ACC). Repeatable; one --wander or --stay per device",
+    )
+    a(
+        "--demo-homes",
+        action="store_true",
+        help="home of each watch = geofences.demo.demo_home('wearer-' + device id), the "
+        "centre of the demo fences, instead of a random point; the ordinary day then stays "
+        f"within --walk-radius {DEMO_WALK_RADIUS_M:g} m of home",
+    )
+    a(
+        "--walk-radius",
+        type=float,
+        default=None,
+        metavar="M",
+        help="the ordinary day's places are at most M metres from home (default "
+        f"{DEFAULT_WALK_RADIUS_M:g}, {DEMO_WALK_RADIUS_M:g} with --demo-homes)",
+    )
+    a(
+        "--clock-start-ago",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="device time starts S seconds before now (default 0); with --clock-speed it "
+        "catches up with the real clock and never overtakes it",
+    )
+    a(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="device time runs X times faster than real time until it reaches the real clock, "
+        "then at real speed (default 1; above 1 needs --clock-start-ago). Fix rate, heartbeats, "
+        "presses, offline periods and scenarios are all in device time; e.g. "
+        "--clock-start-ago 600 --clock-speed 20 plays ten minutes in about 32 s",
     )
     a(
         "--offline-every",
         type=float,
         default=0.0,
         metavar="S",
-        help="mean seconds between offline periods per watch (default 0 = never)",
+        help="mean device seconds between offline periods per watch (default 0 = never)",
     )
     a(
         "--offline-for",
-        type=_range,
+        type=_arg(parse_range),
         default=(30.0, 300.0),
         metavar="A-B",
         help="duration range of an offline period in seconds (default 30-300)",
@@ -147,6 +212,12 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         heartbeat_s=args.heartbeat,
         sos_every_s=args.sos_every,
         presses=list(args.press),
+        wanders=list(args.wander),
+        stays=list(args.stay),
+        demo_homes=args.demo_homes,
+        walk_radius_m=args.walk_radius,
+        clock_speed=args.clock_speed,
+        clock_start_ago_s=args.clock_start_ago,
         offline_every_s=args.offline_every,
         offline_for_s=args.offline_for,
         utc_offset_h=args.utc_offset,

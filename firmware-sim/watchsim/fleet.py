@@ -6,6 +6,9 @@ network threads (one per watch, fine up to a few hundred) only enqueue events, a
 in the caller's thread, ticks every ``Watch``, handles those events and publishes. One owner
 for all state, no locks.
 
+Watches live in device time (``clock.py``): the real clock by default, or one that starts in
+the past and runs fast (``--clock-start-ago``/``--clock-speed``) but never gets ahead of it.
+
 Delivery is tracked by message id: a PUBACK (``on_publish``) removes the message from
 ``inflight``. ``MQTTMessageInfo.is_published()`` is not used: it raises for a message queued
 while disconnected, which paho still delivers after the reconnect.
@@ -13,6 +16,7 @@ while disconnected, which paho still delivers after the reconnect.
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import random
@@ -25,11 +29,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from services.protocol import AlarmMode, AlarmType, Topics, UplinkKind
+from watchsim.clock import SimClock
 from watchsim.link import WITH_WILL, Event, Link
 from watchsim.plan import FleetConfig, PlannedPress
 from watchsim.report import progress_line, summary, unreceipted_alarms
-from watchsim.walk import WalkConfig
-from watchsim.watch import Uplink, Watch, WatchConfig
+from watchsim.scenarios import WANDER_ACC_M, WANDER_SPEED_MPS, StayingWalker, WanderingWalker
+from watchsim.walk import LatLon, WalkConfig, Walker
+from watchsim.watch import Uplink, WalkerFactory, Watch, WatchConfig
 
 
 def _stderr(line: str) -> None:
@@ -52,7 +58,8 @@ class Fleet:
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._last_warning = -math.inf
-        self.started_at = time.time()
+        self.started_at = time.time()  # real time; device time is self.clock
+        self.clock = SimClock(config.clock_speed, config.clock_start_ago_s)
         self.ended_at: float | None = None
         self.exit_code: int | None = None
         # Seqs must grow across restarts too: the ingestor drops a (device, seq) it has seen.
@@ -67,12 +74,30 @@ class Fleet:
             batch_max_bytes=min(60_000, config.max_payload_bytes - 2048),
             offline_every_s=config.offline_every_s or None,
             offline_for_s=config.offline_for_s,
-            walk=WalkConfig(utc_offset_h=config.utc_offset_h),
+            walk=WalkConfig(utc_offset_h=config.utc_offset_h, radius_m=config.walk_radius()),
         )
+        homes: Callable[[str], tuple[float, float]] | None = None
+        if config.demo_homes:
+            from geofences.demo import demo_home
+
+            homes = demo_home
+        self.scenarios: dict[str, dict[str, Any]] = {}
         self.links: list[Link] = []
         for i, did in enumerate(config.device_ids()):
             rng = random.Random(f"{self.seed}/{did}")  # a device's day does not depend on N
-            watch = Watch(did, now=self.started_at, rng=rng, config=wcfg, first_seq=self.seq_base)
+            home = None
+            if homes is not None:  # the demo wearers are "wearer-" + device id
+                home = LatLon(*homes(f"wearer-{did}"))
+            walker, self.scenarios[did] = self._scenario(config.first_index + i, did)
+            watch = Watch(
+                did,
+                now=self.clock.start,
+                rng=rng,
+                config=wcfg,
+                home=home,
+                first_seq=self.seq_base,
+                walker=walker,
+            )
             self.links.append(
                 Link(
                     i,
@@ -95,6 +120,13 @@ class Fleet:
             f"[watchsim] {len(self.links)} watches -> {self.cfg.broker.redacted()} "
             f"prefix={self.cfg.topic_prefix} rate={self.cfg.rate}/s seed={self.seed}"
         )
+        c = self.clock
+        if not c.is_real_time:
+            catch_up = c.catch_up_after_s()
+            self.log(
+                f"[watchsim] device clock starts {c.start_ago_s:g}s ago at {c.speed:g}x, "
+                + ("never catches up" if catch_up is None else f"catches up after {catch_up:.0f}s")
+            )
         for link in self.links:
             link.connect()
         try:
@@ -107,19 +139,50 @@ class Fleet:
     def summary(self) -> dict[str, Any]:
         return summary(self)
 
+    def _scenario(self, index: int, did: str) -> tuple[WalkerFactory, dict[str, Any]]:
+        """The wearer model of device number ``index`` and how the summary describes it."""
+        cfg = self.cfg
+        for w in cfg.wanders:
+            if w.device_index == index:
+                bearing = w.bearing_deg
+                if bearing is None:
+                    bearing = random.Random(f"{self.seed}/{did}/wander").uniform(0.0, 360.0)
+                factory = functools.partial(
+                    WanderingWalker, wander_t=self.clock.start + w.at_s, bearing_deg=bearing
+                )
+                return factory, {
+                    "kind": "wander",
+                    "at_s": w.at_s,
+                    "bearing_deg": round(bearing, 1),
+                    "bearing_random": w.bearing_deg is None,
+                    "speed_mps": WANDER_SPEED_MPS,
+                    "acc_m": list(WANDER_ACC_M),
+                }
+        for s in cfg.stays:
+            if s.device_index == index:
+                point = LatLon(s.lat, s.lon)
+                factory = functools.partial(StayingWalker, point=point, acc_m=s.acc_m)
+                return factory, {
+                    "kind": "stay",
+                    "lat": s.lat,
+                    "lon": s.lon,
+                    "acc_m": s.acc_m,
+                    "src": "wifi",
+                }
+        return Walker, {"kind": "day", "walk_radius_m": cfg.walk_radius()}
+
     # --- the scheduler ------------------------------------------------------------------
 
     def _loop(self) -> int:
         cfg = self.cfg
         t0 = time.monotonic()
-        tick_s = min(0.25, max(0.02, 0.25 / cfg.rate))
         next_tick, next_progress = t0, t0 + cfg.progress_every_s
         presses = sorted(cfg.presses, key=lambda p: p.at_s)
-        last_wall = time.time()
+        last_now = self.clock.now()
         drain_deadline: float | None = None
         while True:
             self._pump(max(0.0, next_tick - time.monotonic()))
-            mono, now = time.monotonic(), time.time()
+            mono, now = time.monotonic(), self.clock.now()
             if self._stop.is_set() or (cfg.duration_s is not None and mono - t0 >= cfg.duration_s):
                 self.log(progress_line(self, mono - t0) + " -- stopping")
                 if cfg.fixes is None or all(link.drained for link in self.links):
@@ -128,11 +191,12 @@ class Fleet:
                 return 1
             if mono < next_tick:
                 continue
-            next_tick = mono + tick_s
-            while presses and presses[0].at_s <= mono - t0:
+            # About a fix per tick, in device time: a fast clock ticks more often.
+            next_tick = mono + min(0.25, max(0.02, 0.25 / (cfg.rate * self.clock.rate())))
+            while presses and presses[0].at_s <= now - self.clock.start:  # device seconds
                 self._press(presses.pop(0), now)
-            self._random_sos(now - last_wall, now)
-            last_wall = now
+            self._random_sos(now - last_now, now)
+            last_now = now
             for link in self.links:
                 link.watch.tick(now)
                 self._follow_radio(link, now)
@@ -165,7 +229,7 @@ class Fleet:
                 return
 
     def _handle(self, kind: str, idx: int, data: Any) -> None:
-        link, now = self.links[idx], time.time()
+        link, now = self.links[idx], self.clock.now()
         w = link.watch
         if kind == "connected" and w.radio_up and not self._stop.is_set():
             link.connected = True
@@ -252,7 +316,7 @@ class Fleet:
     def _shutdown(self) -> None:
         """Ctrl-C is not a dead battery: say offline ourselves, then disconnect normally."""
         self._stop.set()  # late "connected" events must not start anything now
-        now = time.time()
+        now = self.clock.now()
         for link in self.links:
             if link.connected:
                 w = link.watch

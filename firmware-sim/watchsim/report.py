@@ -32,8 +32,15 @@ def progress_line(fleet: Fleet, elapsed_s: float) -> str:
         f"{sum(len(x.buffer) for x in w)} buffered, "
         f"alarms {pressed} pressed {pressed - pending} receipted {pending} pending, "
         f"batches {sum(lk.batches_sent for lk in links)}, "
-        f"unacked {sum(len(lk.inflight) for lk in links)}"
+        f"unacked {sum(len(lk.inflight) for lk in links)}" + _clock_note(fleet)
     )
+
+
+def _clock_note(fleet: Fleet) -> str:
+    if fleet.clock.is_real_time:
+        return ""
+    behind = fleet.clock.behind_s()
+    return ", device clock = real" if behind < 0.5 else f", device clock -{behind:.0f}s"
 
 
 def unreceipted_alarms(fleet: Fleet) -> list[dict[str, Any]]:
@@ -50,7 +57,7 @@ def unreceipted_alarms(fleet: Fleet) -> list[dict[str, Any]]:
     ]
 
 
-def device_summary(link: Link) -> dict[str, Any]:
+def device_summary(link: Link, scenario: dict[str, Any] | None = None) -> dict[str, Any]:
     w = link.watch
     alarms = [
         {
@@ -84,11 +91,15 @@ def device_summary(link: Link) -> dict[str, Any]:
         "unknown_receipts": list(w.unknown_receipts),
         "battery": round(w.battery, 1),
         "home": {"lat": round(w.home.lat, 6), "lon": round(w.home.lon, 6)},
+        # What the wearer did: {"kind": "day"|"wander"|"stay", ...} (see fleet._scenario).
+        "scenario": scenario or {"kind": "day"},
     }
 
 
 def summary(fleet: Fleet) -> dict[str, Any]:
-    devices = {lk.device_id: device_summary(lk) for lk in fleet.links}
+    devices = {
+        lk.device_id: device_summary(lk, fleet.scenarios.get(lk.device_id)) for lk in fleet.links
+    }
     keys = (
         "fixes_published",
         "fixes_acked",
@@ -107,6 +118,13 @@ def summary(fleet: Fleet) -> dict[str, Any]:
         "topic_prefix": fleet.cfg.topic_prefix,
         "seed": fleet.seed,
         "seq_base": fleet.seq_base,
+        "clock": {
+            "speed": fleet.clock.speed,
+            "start_ago_s": fleet.clock.start_ago_s,
+            "device_start": _iso(fleet.clock.start),
+            "catch_up_after_s": fleet.clock.catch_up_after_s(),
+        },
+        "homes": "demo" if fleet.cfg.demo_homes else "random",
         "totals": {"devices": len(devices)}
         | {k: sum(d[k] for d in devices.values()) for k in keys},
         "unreceipted_alarms": unreceipted_alarms(fleet),

@@ -81,7 +81,10 @@ class Activity(StrEnum):
 @dataclass(frozen=True)
 class WalkConfig:
     speed_mps: tuple[float, float] = (0.8, 1.3)
-    trip_m: tuple[float, float] = (150.0, 1500.0)  # how far the places are from home
+    # How far the places are from home: uniform in [min(trip_min_m, radius_m), radius_m]. The
+    # true position never strays further than ``radius_m`` (plus a few metres of fidgeting).
+    radius_m: float = 1500.0
+    trip_min_m: float = 150.0
     home_stay_s: tuple[float, float] = (1200.0, 3 * 3600.0)
     place_stay_s: tuple[float, float] = (300.0, 2700.0)
     place_indoors_share: float = 0.4
@@ -118,7 +121,11 @@ class Reading:
 
 
 class Walker:
-    """The wearer's day, advanced by ``advance(t)`` with any time step (even hours)."""
+    """The wearer's day, advanced by ``advance(t)`` with any time step (even hours).
+
+    ``config.radius_m`` bounds the day: 1500 m by default, a few hundred metres for the demo
+    homes so that an ordinary day stays inside the demo neighbourhood fence. Subclasses in
+    ``scenarios.py`` replace the day by a scripted one (wander off, stay put)."""
 
     def __init__(
         self,
@@ -205,7 +212,7 @@ class Walker:
             wait_h = (night_end - local_h) % 24.0
             self._until = self._t + wait_h * 3600.0 + self._rng.uniform(0.0, 5400.0)
             return
-        d = self._rng.uniform(*self.cfg.trip_m)
+        d = self._rng.uniform(min(self.cfg.trip_min_m, self.cfg.radius_m), self.cfg.radius_m)
         a = self._rng.uniform(0.0, 2.0 * math.pi)
         self._walk_to(offset_m(self.home, d * math.cos(a), d * math.sin(a)))
 

@@ -13,6 +13,7 @@ import json
 import math
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,11 @@ from watchsim.walk import LatLon, Reading, WalkConfig, Walker, random_home, wrap
 
 # What a person next to the watch could notice. A silent SOS must add none of these.
 SIREN, VIBRATE, SCREEN_HELP, BEEP = "siren", "vibrate", "screen:help-is-coming", "beep"
+
+
+# Builds the wearer model from (home, its own rng, walk config, start time): ``Walker`` for an
+# ordinary day, a ``functools.partial`` of a ``scenarios.py`` walker for a scripted one.
+WalkerFactory = Callable[[LatLon, random.Random, WalkConfig, float], Walker]
 
 
 def utc(t: float) -> datetime:
@@ -83,12 +89,13 @@ class Watch:
         config: WatchConfig | None = None,
         home: LatLon | None = None,
         first_seq: int = 0,
+        walker: WalkerFactory = Walker,
     ) -> None:
         self.device_id = device_id
         self.cfg = config or WatchConfig()
         self._rng = rng
         self.home = home or random_home(rng)
-        self.walker = Walker(self.home, random.Random(rng.random()), self.cfg.walk, start_t=now)
+        self.walker = walker(self.home, random.Random(rng.random()), self.cfg.walk, now)
         self._seq = first_seq
         self._t = now
         self.battery = rng.uniform(*self.cfg.battery_start)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from services.api.routes import devices, health, wearers
+from services.api.routes import devices, fences, health, wearers
 from services.settings import Settings
 
 
@@ -49,4 +49,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(devices.router)
     app.include_router(wearers.router)
+    app.include_router(fences.router)
     return app

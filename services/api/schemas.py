@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -58,3 +59,36 @@ class History(BaseModel):
     bucket_s: int | None = Field(description="Bucket width; each point is its most accurate fix")
     points: list[TrackPoint]
     truncated: bool = Field(description="More points exist than `limit`; narrow the range")
+
+
+class InvalidFence(BaseModel):
+    detail: dict[str, list[str]] = Field(
+        description='{"problems": [one line per problem, naming the feature and the place]}'
+    )
+
+
+class FenceMembership(BaseModel):
+    fence_id: str
+    name: str
+    kind: str = Field(description="safe or nogo")
+    inside: bool | None = Field(description="Null until a fix has decided it")
+    since: datetime | None
+    pending_exit_since: datetime | None = Field(
+        description="Seen outside since then; the exit counts once the dwell time has passed"
+    )
+    active: bool = Field(description="False while the fence's schedule is off")
+
+
+class WearerEvent(BaseModel):
+    event_id: int
+    device_id: str
+    kind: str = Field(description="fence_enter, fence_exit, alarm_sos, alarm_fall or alarm_removed")
+    fence_id: str | None
+    fence_name: str | None
+    t: datetime = Field(description="Device time of the fix or alarm")
+    lat: float | None
+    lon: float | None
+    acc: float | None
+    distance_m: float | None = Field(description="Signed distance to the boundary: > 0 inside")
+    detail: dict[str, Any] = Field(description="For alarms: mode (audible/silent), fix_error")
+    created_at: datetime

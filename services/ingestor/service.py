@@ -30,6 +30,7 @@ from psycopg_pool import ConnectionPool
 
 from services.ingestor.access import DeviceAccessCache
 from services.ingestor.decode import Limits
+from services.ingestor.fence_stage import FenceCache, FenceConflict, FenceOutcome, apply_fences
 from services.ingestor.items import Rejected
 from services.ingestor.pipeline import Received, prepare_batch, topic_devices
 from services.ingestor.plan import BatchPlan, plan_batch
@@ -65,6 +66,9 @@ class Counters:
     dead_letters: int = 0
     batches: int = 0
     store_retries: int = 0
+    fence_decisions: int = 0
+    fence_events: int = 0
+    fence_conflicts: int = 0
     receipts: int = 0
 
 
@@ -85,6 +89,7 @@ class Ingestor:
         self._generation = 0
         self._last_message_at = time.monotonic()
         self._access = DeviceAccessCache()
+        self._fences = FenceCache()
         self._known_days: set[date] = set()
         self._pool = ConnectionPool(
             settings.database_url,
@@ -259,37 +264,30 @@ class Ingestor:
         delay = 0.5
         while True:
             try:
-                plan = self._store(received)
+                plan = self._store_or_split(received)
                 break
+            except FenceConflict as err:
+                self.counters.fence_conflicts += 1
+                log.info("%s; retrying the batch with fresh fence states", err)
+                continue
             except psycopg.OperationalError as err:
                 self.counters.store_retries += 1
                 log.warning("database unavailable (%s); retrying in %.1f s", err, delay)
-            except psycopg.Error as err:
-                # Not the connection: something in this batch. Store what can be stored and
-                # dead-letter the rest, rather than retrying a poison batch forever.
-                log.error("batch failed (%s); storing its messages one by one", err)
-                try:
-                    plan = self._store_one_by_one(received)
-                    break
-                except psycopg.OperationalError as err2:
-                    self.counters.store_retries += 1
-                    log.warning("database unavailable (%s); retrying in %.1f s", err2, delay)
             if stop.wait(delay):
                 return  # unacked: the broker redelivers to our session after restart
             delay = min(delay * 2, 10.0)
         self._confirm(batch, plan)
 
-    def _store(self, received: list[Received]) -> BatchPlan:
-        with self._pool.connection() as conn:
-            access = self._access.lookup(conn, topic_devices(received, self.topics))
-            conn.commit()
-            plan = prepare_batch(received, access, self.topics, self.limits)
-            self._ensure_partitions(conn, plan)
-            result = store_batch(conn, plan)
-        self._count(result, len(received))
-        return plan
-
-    def _store_one_by_one(self, received: list[Received]) -> BatchPlan:
+    def _store_or_split(self, received: list[Received]) -> BatchPlan:
+        """A batch that fails for a reason other than the connection is stored message by
+        message, and the message that fails alone is dead-lettered with the database's error,
+        rather than retrying a poison batch forever."""
+        try:
+            return self._store(received)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as err:
+            log.error("batch failed (%s); storing its messages one by one", err)
         merged = BatchPlan()
         for r in received:
             try:
@@ -303,6 +301,21 @@ class Ingestor:
                     self._count(store_batch(conn, plan), 1)
             merged.alarms.extend(plan.alarms)
         return merged
+
+    def _store(self, received: list[Received]) -> BatchPlan:
+        with self._pool.connection() as conn:
+            access = self._access.lookup(conn, topic_devices(received, self.topics))
+            conn.commit()
+            self._fences.refresh(conn)
+            conn.commit()
+            plan = prepare_batch(received, access, self.topics, self.limits)
+            self._ensure_partitions(conn, plan)
+            result = store_batch(conn, plan, self._fence_step)
+        self._count(result, len(received))
+        return plan
+
+    def _fence_step(self, conn: psycopg.Connection, plan: BatchPlan) -> FenceOutcome:
+        return apply_fences(conn, plan, self._fences.index, self._access.wearer_of)
 
     def _ensure_partitions(self, conn: psycopg.Connection, plan: BatchPlan) -> None:
         if self._flavour is not Flavour.PLAIN:
@@ -320,6 +333,8 @@ class Ingestor:
         c.fixes_duplicate += result.fixes_duplicate
         c.alarms_new += result.alarms_new
         c.dead_letters += result.dead_letters
+        c.fence_decisions += result.fences.decisions
+        c.fence_events += result.fences.transitions
 
     def _confirm(self, batch: list[Inbound], plan: BatchPlan) -> None:
         """Stage 5: receipts for committed alarms, then MQTT acks (current connection only)."""

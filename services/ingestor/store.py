@@ -8,11 +8,16 @@ number of devices. The caller acknowledges the MQTT messages only after this com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.types.json import Jsonb
 
+from services.ingestor.fence_stage import FenceOutcome
 from services.ingestor.plan import BatchPlan
+
+FenceStep = Callable[[psycopg.Connection, BatchPlan], FenceOutcome]
 
 _POSITION_COLUMNS = (
     "device_id, seq, t, lat, lon, acc, src, spd, hdg, battery, received_at",
@@ -27,12 +32,18 @@ class StoreResult:
     fixes_duplicate: int
     alarms_new: int
     dead_letters: int
+    fences: FenceOutcome
 
 
-def store_batch(conn: psycopg.Connection, plan: BatchPlan) -> StoreResult:
+def store_batch(
+    conn: psycopg.Connection, plan: BatchPlan, fence_step: FenceStep | None = None
+) -> StoreResult:
+    """``fence_step`` (stage 4b) runs after the fixes are in and before the devices' latest
+    state moves on, so that it sees which fixes are newer than the last ones decided."""
     with conn.transaction():
         fixes_new = _store_fixes(conn, plan) if plan.fixes else 0
         alarms_new = _store_alarms(conn, plan) if plan.alarms else 0
+        fences = fence_step(conn, plan) if fence_step and plan.fixes else FenceOutcome()
         _store_acks(conn, plan)
         _store_device_state(conn, plan)
         _store_dead_letters(conn, plan)
@@ -41,6 +52,7 @@ def store_batch(conn: psycopg.Connection, plan: BatchPlan) -> StoreResult:
         fixes_duplicate=len(plan.fixes) - fixes_new,
         alarms_new=alarms_new,
         dead_letters=len(plan.rejected),
+        fences=fences,
     )
 
 
@@ -67,25 +79,31 @@ def _store_fixes(conn: psycopg.Connection, plan: BatchPlan) -> int:
 
 
 def _store_alarms(conn: psycopg.Connection, plan: BatchPlan) -> int:
-    rows = []
-    for a in plan.alarms:
-        p = a.position
-        rows.append(
-            (a.device_id, a.alarm.seq, a.alarm.t, a.alarm.type.value, a.alarm.mode.value,
-             p.t if p else None, p.lat if p else None, p.lon if p else None,
-             p.acc if p else None, p.src.value if p else None, a.fix_error, a.received_at)
-        )  # fmt: skip
+    """Each alarm stored once; a newly stored one (not a re-send) also becomes an event."""
+    new = 0
     with conn.cursor() as cur:
-        new = 0
-        for row in rows:
+        for a in plan.alarms:
+            p = a.position
             cur.execute(
                 "INSERT INTO alarms (device_id, seq, t, type, mode, fix_t, lat, lon, acc, src,"
                 " fix_error, received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
                 " ON CONFLICT DO NOTHING",
-                row,
-            )
-            new += cur.rowcount
-        return new
+                (a.device_id, a.alarm.seq, a.alarm.t, a.alarm.type.value, a.alarm.mode.value,
+                 p.t if p else None, p.lat if p else None, p.lon if p else None,
+                 p.acc if p else None, p.src.value if p else None, a.fix_error, a.received_at),
+            )  # fmt: skip
+            if cur.rowcount == 0:
+                continue  # a re-send: stored and announced before
+            new += 1
+            detail = {"mode": a.alarm.mode.value, "seq": a.alarm.seq, "fix_error": a.fix_error}
+            cur.execute(
+                "INSERT INTO events (device_id, wearer_id, kind, t, lat, lon, acc, detail)"
+                " SELECT device_id, wearer_id, %s, %s, %s, %s, %s, %s FROM devices"
+                " WHERE device_id = %s",
+                (f"alarm_{a.alarm.type.value}", a.alarm.t, p.lat if p else None,
+                 p.lon if p else None, p.acc if p else None, Jsonb(detail), a.device_id),
+            )  # fmt: skip
+    return new
 
 
 def _store_acks(conn: psycopg.Connection, plan: BatchPlan) -> None:

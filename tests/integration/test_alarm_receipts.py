@@ -64,6 +64,7 @@ def test_an_sos_the_broker_acked_then_lost_is_stored_once(
     assert alarm["receipted"] is True
     assert alarm["sends"] >= 2  # the first copy died with the broker
     assert stored_alarms(db_url) == [("w00001", alarm["seq"])]
+    assert count(db_url, "SELECT count(*) FROM events WHERE kind = 'alarm_sos'") == 1
     assert s["devices"]["w00001"]["ui_events"] == []  # silent, receipt included
 
 
@@ -92,6 +93,8 @@ def test_many_watches_pressing_sos_through_two_broker_crashes(
              "alarms stored")  # fmt: skip
     ingestor.stop()
     assert stored_alarms(db_url) == pressed_alarms(s)  # each once: no duplicates, none lost
+    events = count(db_url, "SELECT count(*) FROM events WHERE kind LIKE 'alarm_%%'")
+    assert events == len(pressed_alarms(s))  # one event per alarm, not per re-send
     assert ingestor.log().count("subscribed to") >= 3  # it rode out both crashes
 
 
@@ -120,6 +123,7 @@ def test_a_lost_receipt_brings_a_resend_that_is_deduplicated_and_receipted_again
     receipt = AlarmReceipt.model_validate(json.loads(back.received[0]))
     assert receipt.seqs == [77]
     assert count(db_url, "SELECT count(*) FROM alarms") == 1
+    assert count(db_url, "SELECT count(*) FROM events") == 1
     assert "alarms_new=1," in ingestor.log()  # the re-send was a duplicate, not a new alarm
 
 

@@ -13,7 +13,7 @@ from services.api.app import create_app
 from services.ingestor.decode import Limits
 from services.ingestor.pipeline import Access, Received, prepare_batch
 from services.ingestor.store import store_batch
-from services.protocol import Fix, State, Status, Topics, UplinkKind
+from services.protocol import Alarm, Fix, State, Status, Topics, UplinkKind
 from services.settings import Settings
 from services.storage.provisioning import seed_demo
 
@@ -44,6 +44,8 @@ def client(db_url: str) -> Iterator[TestClient]:
     ]  # fmt: skip
     msgs.append((UplinkKind.STATUS, Status(seq=500, t=NOW, bat=77).model_dump_json()))
     msgs.append((UplinkKind.STATE, State(online=True, t=NOW).model_dump_json()))
+    sos = Alarm(seq=501, t=NOW, type="sos", mode="silent")
+    msgs += [(UplinkKind.ALARM, sos.model_dump_json())] * 2  # pressed once, sent twice
     ingest(db_url, "w00001", msgs)
     settings = Settings(database_url=db_url, api_token=TOKEN)
     with TestClient(create_app(settings)) as c:
@@ -58,7 +60,15 @@ def test_healthz_needs_no_token_and_says_the_database_is_up(client: TestClient) 
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/devices", "/v1/wearers/wearer-w00001/location", "/v1/wearers/x/history"]
+    "path",
+    [
+        "/v1/devices",
+        "/v1/wearers/wearer-w00001/location",
+        "/v1/wearers/x/history",
+        "/v1/wearers/wearer-w00001/events",
+        "/v1/wearers/wearer-w00001/fences",
+        "/v1/wearers/wearer-w00001/membership",
+    ],
 )
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic dGVzdDp0ZXN0"])
 def test_every_data_route_refuses_a_missing_or_wrong_token(
@@ -157,4 +167,15 @@ def test_openapi_describes_every_route(client: TestClient) -> None:
         "/v1/devices",
         "/v1/wearers/{wearer_id}/location",
         "/v1/wearers/{wearer_id}/history",
+        "/v1/wearers/{wearer_id}/events",
+        "/v1/wearers/{wearer_id}/fences",
+        "/v1/wearers/{wearer_id}/fences/{fence_id}",
+        "/v1/wearers/{wearer_id}/membership",
     }
+
+
+def test_an_alarm_is_one_event_with_its_mode(client: TestClient) -> None:
+    events = client.get("/v1/wearers/wearer-w00001/events").json()
+    assert [(e["kind"], e["detail"]["mode"]) for e in events] == [("alarm_sos", "silent")]
+    assert events[0]["detail"]["fix_error"] == "alarm carried no fix"
+    assert client.get("/v1/wearers/wearer-w00002/events").json() == []

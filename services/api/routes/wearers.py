@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from services.api.deps import Caller, ConnDep
-from services.api.schemas import History, LatestLocation, Location, TrackPoint
+from services.api.schemas import History, LatestLocation, Location, TrackPoint, WearerEvent
 
 router = APIRouter(prefix="/v1/wearers", tags=["wearers"])
 
@@ -15,7 +15,7 @@ MAX_RANGE = timedelta(days=31)
 _BIN_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-async def _wearer_devices(conn: ConnDep, wearer_id: str) -> list[str]:
+async def wearer_devices(conn: ConnDep, wearer_id: str) -> list[str]:
     """All devices the wearer has worn (a replaced watch keeps its history); 404 if unknown."""
     cur = await conn.execute(
         "SELECT w.wearer_id, array_remove(array_agg(d.device_id), NULL) AS devices"
@@ -34,7 +34,7 @@ async def latest_location(
     request: Request, conn: ConnDep, _caller: Caller, wearer_id: WearerId
 ) -> LatestLocation:
     """Where the wearer is now: the newest fix (by device time) of any of their devices."""
-    devices = await _wearer_devices(conn, wearer_id)
+    devices = await wearer_devices(conn, wearer_id)
     cur = await conn.execute(
         "SELECT device_id, fix_t, lat, lon, acc, src, spd, hdg, battery, last_seen,"
         " online AND last_seen > now() - make_interval(secs => %s) AS online"
@@ -97,7 +97,7 @@ async def location_history(
         raise HTTPException(status_code=422, detail="start must be before end")
     if end - start > MAX_RANGE:
         raise HTTPException(status_code=422, detail="the range may span at most 31 days")
-    devices = await _wearer_devices(conn, wearer_id)
+    devices = await wearer_devices(conn, wearer_id)
     params = {"devs": devices, "start": start, "end": end, "limit": limit + 1}
     if bucket_s is None:
         query = (
@@ -130,3 +130,29 @@ async def location_history(
 def _aware(t: datetime) -> datetime:
     """A time without a zone is taken as UTC, the protocol's only zone."""
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@router.get("/{wearer_id}/events", response_model=list[WearerEvent])
+async def events(
+    conn: ConnDep,
+    _caller: Caller,
+    wearer_id: WearerId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(description="Only events older than this event_id")] = None,
+    since: Annotated[
+        datetime | None, Query(description="Only events at or after this time")
+    ] = None,
+) -> list[WearerEvent]:
+    """What happened to the wearer, newest first: fence enter/exit and alarms (one event per
+    alarm, however often the watch re-sent it)."""
+    await wearer_devices(conn, wearer_id)
+    cur = await conn.execute(
+        "SELECT e.event_id, e.device_id, e.kind, e.fence_id::text, f.name AS fence_name, e.t,"
+        " e.lat, e.lon, e.acc, e.distance_m, e.detail, e.created_at"
+        " FROM events e LEFT JOIN fences f USING (fence_id)"
+        " WHERE e.wearer_id = %s AND (%s::bigint IS NULL OR e.event_id < %s)"
+        " AND (%s::timestamptz IS NULL OR e.t >= %s)"
+        " ORDER BY e.event_id DESC LIMIT %s",
+        (wearer_id, before, before, since, since, limit),
+    )
+    return [WearerEvent(**r) for r in await cur.fetchall()]

@@ -1,0 +1,110 @@
+"""The real ingestor (``python -m services.cli ingest``) as replicas, and their sessions.
+
+Each phase uses fresh client ids. After a phase the replicas stop with SIGTERM (which keeps
+their persistent sessions, as in production) and the benchmark then ends those sessions, so
+that the broker does not keep queueing a share of the next phase's messages for a replica
+that will never come back (Mosquitto's shared subscriptions do exactly that).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.procstat import cpu_seconds, peak_rss_mb
+from bench.publish import mqtt_client, wait_connected
+from tests.support.procs import AnxinProcess, anxin_env
+
+SUBSCRIBE_TIMEOUT_S = 30.0
+
+
+class Replicas:
+    def __init__(
+        self,
+        workdir: Path,
+        phase: str,
+        n: int,
+        mqtt_url: str,
+        database_url: str,
+        prefix: str,
+        settings: dict[str, str],
+    ) -> None:
+        self.client_ids = [f"{prefix}-{phase}-ingestor-{i}" for i in range(1, n + 1)]
+        self.procs = [
+            AnxinProcess(
+                ["ingest"],
+                anxin_env(
+                    mqtt_url=mqtt_url,
+                    database_url=database_url,
+                    topic_prefix=prefix,
+                    ingestor_client_id=cid,
+                    **settings,
+                ),
+                workdir / f"{phase}-ingestor-{i}.log",
+            )
+            for i, cid in enumerate(self.client_ids, start=1)
+        ]
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+        for p in self.procs:
+            while "subscribed to" not in p.log():
+                assert p.proc is not None
+                if p.proc.poll() is not None:
+                    raise RuntimeError(f"ingestor exited at start:\n{p.log()[-3000:]}")
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"ingestor did not subscribe:\n{p.log()[-3000:]}")
+                time.sleep(0.05)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {f"ingestor_{i}": p.proc.pid for i, p in enumerate(self.procs, 1) if p.proc}
+
+    def alive(self) -> bool:
+        return all(p.proc is not None and p.proc.poll() is None for p in self.procs)
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids.values())
+
+    def peak_rss_mb(self) -> list[float]:
+        return [round(peak_rss_mb(pid), 1) for pid in self.pids.values()]
+
+    def stop(self) -> list[dict[str, Any]]:
+        """SIGTERM each replica; return what each said in its final ``stopped:`` line."""
+        out = []
+        for p in self.procs:
+            code = p.stop(timeout=20)
+            out.append({"exit_code": code, **final_counters(p.log_path)})
+        return out
+
+    def logs_tail(self, chars: int = 2000) -> str:
+        return "\n".join(f"--- {p.log_path.name}\n{p.log()[-chars:]}" for p in self.procs)
+
+
+def final_counters(log_path: Path) -> dict[str, int]:
+    """The ``Counters(...)`` of the ingestor's last ``stopped:`` log line, as a dict."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return {}
+    found = re.findall(r"stopped: Counters\(([^)]*)\)", text)
+    if not found:
+        return {}
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found[-1])}
+
+
+def end_sessions(host: str, port: int, client_ids: list[str]) -> None:
+    """Discard the broker's persistent sessions of these clients (clean start, no expiry)."""
+    for cid in client_ids:
+        client = mqtt_client(cid)
+        client.connect(host, port, keepalive=10, clean_start=True)
+        client.loop_start()
+        try:
+            wait_connected(client)
+        finally:
+            client.disconnect()
+            client.loop_stop()

@@ -1,0 +1,112 @@
+"""Ratios between the phases, and the table printed at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _rate(result: dict[str, Any], section: str, key: str) -> float | None:
+    value = result.get(section, {}).get(key)
+    return float(value) if value else None
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    q0 = _rate(result, "broker_qos0", "msgs_per_s")
+    q1 = _rate(result, "broker_qos1", "msgs_per_s")
+    naive = _rate(result, "naive", "fixes_per_s")
+    one = _rate(result, "ingest_1", "fixes_per_s")
+    two = _rate(result, "ingest_2", "fixes_per_s")
+    batches = _rate(result, "batches", "fixes_per_s")
+    return {
+        "ingest_1_to_broker_qos1": _div(one, q1),
+        "ingest_2_to_broker_qos1": _div(two, q1),
+        "ingest_2_to_ingest_1": _div(two, one),
+        "ingest_1_to_naive": _div(one, naive),
+        "ingest_2_to_naive": _div(two, naive),
+        "batches_to_naive": _div(batches, naive),
+        "batches_to_ingest_1": _div(batches, one),
+        "broker_qos1_to_qos0": _div(q1, q0),
+    }
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}×"
+
+
+def table(result: dict[str, Any]) -> str:
+    p = result.get("parameters", {})
+    m = result.get("machine", {})
+    r = result.get("ratios", {})
+    head = (
+        f"Anxin ingest benchmark: {p.get('devices', 0):,} devices, {p.get('fixes', 0):,} fixes"
+        f" per phase, {p.get('publishers')} publisher processes\n"
+        f"{m.get('nproc')} CPUs ({m.get('cpu_model', '?')}), Mosquitto {m.get('mosquitto')},"
+        f" PostgreSQL {m.get('postgres')}, Python {m.get('python')}\n"
+    )
+    cols = ("", "rate", "vs QoS 1", "vs naive", "ingestor CPU s", "µs/fix", "peak RSS MB",
+            "stored/published")  # fmt: skip
+    rows: list[tuple[str, ...]] = [cols]
+    for key, label in (("broker_qos0", "broker ceiling, QoS 0"),
+                       ("broker_qos1", "broker ceiling, QoS 1")):  # fmt: skip
+        s = result.get(key)
+        if s:
+            rows.append((label, f"{_n(s['msgs_per_s'])} msg/s", "", "", "", "", "",
+                         f"{s['received']:,}/{s['published']['messages']:,} rx"))  # fmt: skip
+    for key, label, vs_q1, vs_naive in (
+        ("ingest_1", "ingest, 1 ingestor", "ingest_1_to_broker_qos1", "ingest_1_to_naive"),
+        ("ingest_2", "ingest, 2 replicas", "ingest_2_to_broker_qos1", "ingest_2_to_naive"),
+        ("batches", "offline batches (100/msg)", None, "batches_to_naive"),
+    ):
+        s = result.get(key)
+        if not s:
+            continue
+        rows.append((
+            label,
+            f"{_n(s['fixes_per_s'])} fixes/s",
+            _x(r.get(vs_q1)) if vs_q1 else "",
+            _x(r.get(vs_naive)),
+            _n(s["ingestor_cpu_s"], 1),
+            _n(s["ingestor_cpu_us_per_fix"]),
+            " + ".join(_n(v) for v in s["ingestor_peak_rss_mb"]),
+            f"{s['fixes_stored']:,}/{s['fixes_published']:,}",
+        ))  # fmt: skip
+    s = result.get("naive")
+    if s:
+        rows.append(("naive INSERT+COMMIT per fix", f"{_n(s['fixes_per_s'])} fixes/s",
+                     "", "1.00×", "", "", "", f"{s['stored']:,}/{s['fixes']:,}"))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
+    lines = []
+    for i, row in enumerate(rows):
+        right = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        cells = [row[0].ljust(widths[0]), *right]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("-" * len(lines[0]))
+    st = result.get("storage")
+    if st:
+        lines.append(
+            f"\nstorage: {_n(st['bytes_per_fix'])} bytes per stored fix"
+            f" (heap {_n(st['heap_bytes_per_fix'])} + indexes {_n(st['index_bytes_per_fix'])};"
+            f" {st['fixes']:,} fixes, {st['total_bytes'] / 2**20:,.1f} MiB)"
+        )
+    for key in ("broker_qos0", "broker_qos1", "ingest_1", "ingest_2", "batches"):
+        cpu = result.get(key, {}).get("cpu_s", {})
+        if cpu.get("machine_busy_s") and cpu.get("other_s", 0) > 0.1 * cpu["machine_busy_s"]:
+            lines.append(
+                f"WARNING {key}: other processes used {cpu['other_s']:.1f} of the"
+                f" {cpu['machine_busy_s']:.1f} CPU s spent during the phase: figures disturbed"
+            )
+    if r.get("ingest_2_to_ingest_1"):
+        lines.append(f"two replicas vs one: {_x(r['ingest_2_to_ingest_1'])}")
+    lines.append(f"run took {result.get('duration_s')} s; command: {result.get('command')}")
+    return head + "\n" + "\n".join(lines)

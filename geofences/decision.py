@@ -1,0 +1,137 @@
+"""The fence decision: one fix, one fence, the prior state → the next state and maybe a transition.
+
+Pure (no I/O, no clock): the ingestor, the batch engine and the tests call the same function.
+It only *decides*; which transitions alert a family is the alert rules' business (Traccar keeps
+GeofenceHandler and GeofenceEventHandler apart for the same reason).
+
+    signed distance d (> 0 inside)      observation               state step
+    ──────────────────────────────      ───────────               ──────────
+    d ≥ acc + margin                →   INSIDE     →  inside; ENTER if it was outside;
+                                                     cancels a pending exit
+    d ≤ -(acc + margin)             →   OUTSIDE    →  was inside: start / continue the dwell,
+                                                     EXIT once it has lasted dwell_s
+    anything in between             →   UNCERTAIN  →  nothing changes
+
+An unknown state, and a fence its schedule has just switched on, count as the "good" state:
+inside a safe fence, outside a no-go fence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from geofences.metric import compile_fence, scalar_signed_distance
+from geofences.model import (
+    Decision,
+    Fence,
+    FenceKind,
+    FenceState,
+    FixSample,
+    Observation,
+    Transition,
+)
+from geofences.schedule import is_active
+
+LATE = "late"
+INACCURATE = "inaccurate"
+INACTIVE = "inactive"
+
+
+def observe(signed_distance_m: float, acc: float, margin_m: float) -> Observation:
+    """What a fix says: definite only when its accuracy circle widened by the margin lies
+    wholly on one side of the boundary. A fix exactly on the boundary is UNCERTAIN."""
+    need = acc + margin_m
+    if signed_distance_m > 0.0 and signed_distance_m >= need:
+        return Observation.INSIDE
+    if signed_distance_m < 0.0 and -signed_distance_m >= need:
+        return Observation.OUTSIDE
+    return Observation.UNCERTAIN
+
+
+def observe_codes(
+    signed_distance_m: np.ndarray, acc: np.ndarray, margin_m: np.ndarray
+) -> np.ndarray:
+    """``observe`` over arrays: 1 INSIDE, -1 OUTSIDE, 0 UNCERTAIN (int8), the same rule."""
+    need = acc + margin_m
+    d = signed_distance_m
+    inside = (d > 0.0) & (d >= need)
+    outside = (d < 0.0) & (-d >= need)
+    return inside.astype(np.int8) - outside.astype(np.int8)
+
+
+CODE_TO_OBSERVATION = {1: Observation.INSIDE, -1: Observation.OUTSIDE, 0: Observation.UNCERTAIN}
+
+
+def fence_decision(
+    fence: Fence,
+    prior: FenceState,
+    fix: FixSample,
+    signed_distance_m: float,
+    *,
+    newest_decided: datetime | None = None,
+    max_accuracy_m: float = 300.0,
+) -> Decision:
+    """One state step. ``newest_decided`` is the device's newest fix already seen: a fix not
+    newer than it drives nothing ("late"); nor does one whose accuracy is worse than
+    ``max_accuracy_m`` (or not a number) ("inaccurate"); nor one while the fence's schedule
+    is off ("inactive": the state only records ``active=False``). ``prior.version`` is copied
+    through untouched: it is the store's compare-and-set token."""
+    obs = observe(signed_distance_m, fix.acc, fence.margin_m)
+
+    def outcome(
+        state: FenceState, transition: Transition | None = None, ignored: str | None = None
+    ) -> Decision:
+        return Decision(fence.fence_id, obs, signed_distance_m, state, transition, ignored)
+
+    if newest_decided is not None and fix.t <= newest_decided:
+        return outcome(prior, ignored=LATE)
+    if not (0.0 <= fix.acc <= max_accuracy_m) or math.isnan(signed_distance_m):
+        return outcome(prior, ignored=INACCURATE)
+    if not is_active(fence.schedule, fix.t):
+        return outcome(replace(prior, active=False) if prior.active else prior, ignored=INACTIVE)
+
+    # Switching on resets to "unknown", which counts as the good state (see module doc).
+    base = prior if prior.active else FenceState(version=prior.version)
+    state, transition = step(fence, base, obs, fix.t)
+    return outcome(state, transition)
+
+
+def step(
+    fence: Fence, base: FenceState, obs: Observation, t: datetime
+) -> tuple[FenceState, Transition | None]:
+    """The membership automaton for an active fence (``base`` already active)."""
+    good_inside = fence.kind == FenceKind.SAFE
+    was_inside = good_inside if base.inside is None else base.inside
+    if obs is Observation.INSIDE:
+        if base.inside is True and base.pending_exit_since is None:
+            return base, None
+        since = base.since if base.inside is True else t
+        state = replace(base, inside=True, since=since, pending_exit_since=None)
+        return state, (None if was_inside else Transition.ENTER)
+    if obs is Observation.OUTSIDE:
+        if not was_inside:
+            if base.inside is False:
+                return base, None
+            return replace(base, inside=False, since=t, pending_exit_since=None), None
+        start = base.pending_exit_since or t
+        if (t - start).total_seconds() >= fence.dwell_s:
+            # Outside since the first OUTSIDE fix of the run, not since the fix that counted.
+            return replace(
+                base, inside=False, since=start, pending_exit_since=None
+            ), Transition.EXIT
+        if base.pending_exit_since is None:
+            return replace(base, pending_exit_since=start), None
+        return base, None
+    return base, None
+
+
+def decide_one(fence: Fence, prior: FenceState, fix: FixSample, **kw: Any) -> Decision:
+    """``fence_decision`` with the distance computed by the scalar reference path (for tests
+    and one-off checks; the ingestor uses the vectorised engine in batches)."""
+    d = scalar_signed_distance(compile_fence(fence), fix.lat, fix.lon)
+    return fence_decision(fence, prior, fix, d, **kw)

@@ -1,0 +1,135 @@
+"""Stage 4b, fences: decide each new fix against its wearer's fences, inside the batch's
+transaction, and write state changes and enter/exit events with it.
+
+The decisions themselves are pure (geofences.batch.decide_batch, vectorised). Here is only
+what touches the database: the fence cache that follows changes within ``refresh_s``, reading
+the prior states, and writing the new ones by compare-and-set on ``fence_state.version`` — if
+another replica changed a state first, the whole batch is rolled back and retried with fresh
+states, so one transition is never emitted twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from geofences.batch import decide_batch
+from geofences.engine import FenceIndex
+from geofences.model import BatchDecisions, DeviceFix, FenceState, FixSample
+from services.ingestor.plan import BatchPlan
+from services.storage.fences import current_version, load_changed
+
+
+class FenceConflict(Exception):
+    """Another transaction changed a fence state this batch read: retry the batch."""
+
+
+class FenceCache:
+    def __init__(self, refresh_s: float = 0.5) -> None:
+        self.index = FenceIndex()
+        self.version = 0
+        self.refresh_s = refresh_s
+        self._checked_at = float("-inf")
+
+    def refresh(self, conn: psycopg.Connection, force: bool = False) -> None:
+        """Apply fence changes made since the last look; looks at most every ``refresh_s``."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < self.refresh_s:
+            return
+        self._checked_at = now
+        if current_version(conn) <= self.version:
+            return
+        live, deleted, newest = load_changed(conn, self.version)
+        for fence_id in deleted:
+            self.index.remove(fence_id)
+        for fence in live:
+            self.index.upsert(fence)
+        self.version = newest
+
+
+@dataclass(frozen=True)
+class FenceOutcome:
+    decisions: int = 0
+    transitions: int = 0
+
+
+def apply_fences(
+    conn: psycopg.Connection,
+    plan: BatchPlan,
+    index: FenceIndex,
+    wearer_of: Callable[[str], str | None],
+) -> FenceOutcome:
+    """Must run inside the batch transaction, before device_state takes this batch's fixes:
+    the stored ``fix_t`` is the newest fix already decided."""
+    fixes = []
+    for item in plan.fixes:
+        wearer = wearer_of(item.device_id)
+        if wearer is not None and index.fences_of(wearer):
+            f = item.fix
+            fixes.append(DeviceFix(item.device_id, wearer, FixSample(f.t, f.lat, f.lon, f.acc)))
+    if not fixes:
+        return FenceOutcome()
+    devices = sorted({f.device_id for f in fixes})
+    newest: dict[str, datetime | None] = dict.fromkeys(devices)
+    for device_id, fix_t in conn.execute(
+        "SELECT device_id, fix_t FROM device_state WHERE device_id = ANY(%s)", (devices,)
+    ):
+        newest[device_id] = fix_t
+    states = {
+        (d, str(f)): FenceState(inside, since, pending, active, version)
+        for d, f, inside, since, pending, active, version in conn.execute(
+            "SELECT device_id, fence_id, inside, since, pending_exit_since, active, version"
+            " FROM fence_state WHERE device_id = ANY(%s)",
+            (devices,),
+        )
+    }
+    result = decide_batch(index, fixes, states, newest)
+    _write_states(conn, result, states)
+    _write_events(conn, result)
+    return FenceOutcome(result.decisions, len(result.transitions))
+
+
+def _write_states(
+    conn: psycopg.Connection,
+    result: BatchDecisions,
+    prior: dict[tuple[str, str], FenceState],
+) -> None:
+    with conn.cursor() as cur:
+        for (device_id, fence_id), s in sorted(result.changed.items()):
+            values = (s.inside, s.since, s.pending_exit_since, s.active)
+            if (device_id, fence_id) in prior:
+                cur.execute(
+                    "UPDATE fence_state SET inside = %s, since = %s, pending_exit_since = %s,"
+                    " active = %s, version = version + 1"
+                    " WHERE device_id = %s AND fence_id = %s AND version = %s",
+                    (*values, device_id, fence_id, prior[device_id, fence_id].version),
+                )
+            else:
+                cur.execute(
+                    "INSERT INTO fence_state (device_id, fence_id, inside, since,"
+                    " pending_exit_since, active, version) VALUES (%s, %s, %s, %s, %s, %s, 1)"
+                    " ON CONFLICT DO NOTHING",
+                    (device_id, fence_id, *values),
+                )
+            if cur.rowcount != 1:
+                raise FenceConflict(f"fence state of {device_id}/{fence_id} changed meanwhile")
+
+
+def _write_events(conn: psycopg.Connection, result: BatchDecisions) -> None:
+    if not result.transitions:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO events (device_id, wearer_id, kind, fence_id, t, lat, lon, acc,"
+            " distance_m) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (df.device_id, df.wearer_id, f"fence_{d.transition.value}", d.fence_id,
+                 df.fix.t, df.fix.lat, df.fix.lon, df.fix.acc, d.distance_m)
+                for df, d in result.transitions
+                if d.transition is not None
+            ],
+        )  # fmt: skip
