@@ -59,7 +59,8 @@ def package_versions(*names: str) -> dict[str, str]:
 
 def machine_info(postgres_version: str) -> dict[str, Any]:
     commit = _run("git", "rev-parse", "HEAD")
-    dirty = bool(_run("git", "status", "--porcelain", "--untracked-files=no"))
+    status = _run("git", "status", "--porcelain", "--untracked-files=no").splitlines()
+    dirty = [line.split(maxsplit=1)[1] for line in status if len(line.split()) > 1]
     return {
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
@@ -73,5 +74,6 @@ def machine_info(postgres_version: str) -> dict[str, Any]:
         "postgres": postgres_version,
         "packages": package_versions("paho-mqtt", "psycopg", "psycopg-binary", "pydantic"),
         "git_commit": commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None,
-        "git_dirty": dirty,
+        "git_dirty": bool(dirty),
+        "git_modified": dirty[:50],  # was the measured ingestor the committed one?
     }

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,6 +191,7 @@ class Bench:
             pubs = self.publishers_summary(self.pool.results(self.publish_timeout(w) + 10))
             rx = sink.result(spec.timeout_s + 10)
             cpu_used = cpu.stop()
+            others = cpu.others
         finally:
             counter.close()
             if sink is not None:
@@ -205,6 +207,7 @@ class Bench:
             "seconds": round(span, 3),
             "msgs_per_s": round(rx["received"] / span, 1) if span > 0 else None,
             "cpu_s": cpu_used,
+            "other_processes": others,
         }
 
     def naive(self) -> dict[str, Any]:
@@ -234,6 +237,7 @@ class Bench:
             expected = pubs["fixes"]
             stored, done_at = self._wait_stored(counter, expected, reps, fixes)
             cpu_used = cpu.stop()
+            others = cpu.others
             rss = reps.peak_rss_mb()
         except BaseException:
             sys.stderr.write(reps.logs_tail())
@@ -261,6 +265,7 @@ class Bench:
             "ingestor_cpu_us_per_fix": round(ingestor_cpu / stored * 1e6, 2) if stored else None,
             "ingestor_peak_rss_mb": rss,
             "cpu_s": cpu_used,
+            "other_processes": others,
             "ingestor_counters": finals,
             "mean_batch_messages": round(messages / batches, 1) if batches else None,
         }
@@ -327,27 +332,32 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             pool = PublisherPool(args.publishers)
             stack.callback(pool.close)
             bench = Bench(args, workdir, broker, db, pool, prefix)
+            walls: dict[str, float] = {}
+            result["phase_wall_s"] = walls  # each phase with its set-up (ingestor start etc.)
+
+            def phase(key: str, label: str, fn: Callable[[], dict[str, Any]]) -> None:
+                _say(label)
+                t = time.monotonic()
+                result[key] = fn()
+                walls[key] = round(time.monotonic() - t, 1)
+
             phases = args.phases
             if "broker" in phases:
-                _say("broker ceiling, QoS 0")
-                result["broker_qos0"] = bench.broker_ceiling(0)
-                _say("broker ceiling, QoS 1")
-                result["broker_qos1"] = bench.broker_ceiling(1)
+                phase("broker_qos0", "broker ceiling, QoS 0", lambda: bench.broker_ceiling(0))
+                phase("broker_qos1", "broker ceiling, QoS 1", lambda: bench.broker_ceiling(1))
             if "naive" in phases:
-                _say(f"naive baseline, {args.naive_fixes} fixes")
-                result["naive"] = bench.naive()
+                phase("naive", f"naive baseline, {args.naive_fixes} fixes", bench.naive)
             if "ingest" in phases:
-                _say(f"ingest, 1 ingestor, {args.fixes} fixes")
-                result["ingest_1"] = bench.ingest("ingest1", 1, args.fixes, 1)
+                phase("ingest_1", f"ingest, 1 ingestor, {args.fixes} fixes",
+                      lambda: bench.ingest("ingest1", 1, args.fixes, 1))  # fmt: skip
                 result["storage"] = storage(db)
             if "replicas" in phases:
-                _say(f"ingest, 2 replicas, {args.fixes} fixes")
-                result["ingest_2"] = bench.ingest("ingest2", 2, args.fixes, 1)
+                phase("ingest_2", f"ingest, 2 replicas, {args.fixes} fixes",
+                      lambda: bench.ingest("ingest2", 2, args.fixes, 1))  # fmt: skip
             if "batches" in phases:
-                _say(f"offline batches, {args.batch_fixes} fixes")
-                result["batches"] = bench.ingest(
-                    "batches", 1, args.batch_fixes, BATCH_FIXES_PER_MESSAGE
-                )
+                phase("batches", f"offline batches, {args.batch_fixes} fixes",
+                      lambda: bench.ingest("batches", 1, args.batch_fixes,
+                                           BATCH_FIXES_PER_MESSAGE))  # fmt: skip
     finally:
         result["duration_s"] = round(time.monotonic() - t0, 1)
         result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -58,9 +58,11 @@ def decide_batch(
     """Decide every fix against its wearer's fences.
 
     ``states``: the stored state per (device_id, fence_id) (missing: unknown).
-    ``newest_decided``: per device, the newest fix time already seen; every fix of the batch
-    that is not late advances it, so afterwards it is the maximum fix time of the batch.
-    Returns the states that differ from ``states`` and the transitions, in device-time order."""
+    ``newest_decided``: per device, the newest fix time already seen (read, not changed);
+    within the batch every fix that is not late advances it, so the caller stores
+    max(previous, the device's fix times in this batch) afterwards.
+    Returns the states that differ from ``states`` and the transitions, each device's in
+    device-time order."""
     out = BatchDecisions()
     kept, late_pairs = _in_device_time_order(index, fixes, newest_decided)
     slot_lists = [index.wearer_slots(df.wearer_id) for df in kept]

@@ -19,7 +19,6 @@ inside a safe fence, outside a no-go fence.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -64,9 +63,6 @@ def observe_codes(
     return inside.astype(np.int8) - outside.astype(np.int8)
 
 
-CODE_TO_OBSERVATION = {1: Observation.INSIDE, -1: Observation.OUTSIDE, 0: Observation.UNCERTAIN}
-
-
 def fence_decision(
     fence: Fence,
     prior: FenceState,
@@ -93,12 +89,26 @@ def fence_decision(
     if not (0.0 <= fix.acc <= max_accuracy_m) or math.isnan(signed_distance_m):
         return outcome(prior, ignored=INACCURATE)
     if not is_active(fence.schedule, fix.t):
-        return outcome(replace(prior, active=False) if prior.active else prior, ignored=INACTIVE)
+        state = _state(prior, prior.inside, prior.since, prior.pending_exit_since, active=False)
+        return outcome(state if prior.active else prior, ignored=INACTIVE)
 
     # Switching on resets to "unknown", which counts as the good state (see module doc).
     base = prior if prior.active else FenceState(version=prior.version)
     state, transition = step(fence, base, obs, fix.t)
     return outcome(state, transition)
+
+
+def _state(
+    base: FenceState,
+    inside: bool | None,
+    since: datetime | None,
+    pending: datetime | None,
+    *,
+    active: bool = True,
+) -> FenceState:
+    """A new state keeping ``base.version`` (a direct constructor: ``dataclasses.replace``
+    was a fifth of the batch engine's time)."""
+    return FenceState(inside, since, pending, active, base.version)
 
 
 def step(
@@ -111,21 +121,18 @@ def step(
         if base.inside is True and base.pending_exit_since is None:
             return base, None
         since = base.since if base.inside is True else t
-        state = replace(base, inside=True, since=since, pending_exit_since=None)
-        return state, (None if was_inside else Transition.ENTER)
+        return _state(base, True, since, None), (None if was_inside else Transition.ENTER)
     if obs is Observation.OUTSIDE:
         if not was_inside:
             if base.inside is False:
                 return base, None
-            return replace(base, inside=False, since=t, pending_exit_since=None), None
+            return _state(base, False, t, None), None
         start = base.pending_exit_since or t
         if (t - start).total_seconds() >= fence.dwell_s:
             # Outside since the first OUTSIDE fix of the run, not since the fix that counted.
-            return replace(
-                base, inside=False, since=start, pending_exit_since=None
-            ), Transition.EXIT
+            return _state(base, False, start, None), Transition.EXIT
         if base.pending_exit_since is None:
-            return replace(base, pending_exit_since=start), None
+            return _state(base, base.inside, base.since, start), None
         return base, None
     return base, None
 

@@ -60,7 +60,7 @@ def _in_range(lon: float, lat: float) -> bool:
 
 def _check_ranges(positions: list[list[float]]) -> list[str]:
     """Out-of-range positions, or one 'looks swapped' line when swapping fixes them all."""
-    bad = [p for p in positions if not _in_range(p[0], p[1])]
+    bad = list(dict.fromkeys((p[0], p[1]) for p in positions if not _in_range(p[0], p[1])))
     if not bad:
         return []
     if all(_in_range(p[1], p[0]) for p in positions):
@@ -160,8 +160,10 @@ def check_geometry(
         return problems, None, None
     positions = [p for _, ring in rings for p in ring]
     problems += _check_ranges(positions)
-    if len(positions) > MAX_VERTICES:
-        problems.append(f"{len(positions):,} vertices (at most {MAX_VERTICES:,})")
+    # Vertices, not positions: a closed ring repeats its first point.
+    vertices = sum(len(r) - (len(r) > 1 and tuple(r[0][:2]) == tuple(r[-1][:2])) for _, r in rings)
+    if vertices > MAX_VERTICES:
+        problems.append(f"{vertices:,} vertices (at most {MAX_VERTICES:,})")
     if problems:
         return problems, None, None
     norm = _normalise(kind, coords)

@@ -120,62 +120,63 @@ def _store_acks(conn: psycopg.Connection, plan: BatchPlan) -> None:
         )
 
 
+_FIX_COLUMNS = ("fix_t", "fix_seq", "lat", "lon", "acc", "src", "spd", "hdg")
+_BATTERY_COLUMNS = ("battery", "battery_t", "charging")
+_NEWER_FIX = "excluded.fix_t IS NOT NULL AND (d.fix_t IS NULL OR excluded.fix_t > d.fix_t)"
+_NEWER_BATTERY = (
+    "excluded.battery_t IS NOT NULL AND (d.battery_t IS NULL OR excluded.battery_t >= d.battery_t)"
+)
+_NEWER_SEEN = "(d.last_seen IS NULL OR excluded.last_seen >= d.last_seen)"
+_STATE_COLUMNS = ("device_id", "last_seen", "online", *_FIX_COLUMNS, *_BATTERY_COLUMNS)
+_STATE_TYPES = ["text", "timestamptz", "bool", "timestamptz", "int8", "float8", "float8",
+                "float4", "text", "float4", "float4", "int2", "timestamptz", "bool"]  # fmt: skip
+_UPSERT_STATE = (
+    f"INSERT INTO device_state AS d ({', '.join(_STATE_COLUMNS)}, online_changed_at)"
+    f" SELECT {', '.join(_STATE_COLUMNS)}, last_seen FROM device_state_in ORDER BY device_id"
+    " ON CONFLICT (device_id) DO UPDATE SET"
+    " last_seen = GREATEST(d.last_seen, excluded.last_seen),"
+    f" online = CASE WHEN {_NEWER_SEEN} THEN excluded.online ELSE d.online END,"
+    f" online_changed_at = CASE WHEN {_NEWER_SEEN} AND d.online <> excluded.online"
+    "  THEN excluded.last_seen ELSE d.online_changed_at END, "
+    + ", ".join(f"{c} = CASE WHEN {_NEWER_FIX} THEN excluded.{c} ELSE d.{c} END"
+                for c in _FIX_COLUMNS)
+    + ", "
+    + ", ".join(f"{c} = CASE WHEN {_NEWER_BATTERY} THEN excluded.{c} ELSE d.{c} END"
+                for c in ("battery", "battery_t"))
+    + f", charging = CASE WHEN {_NEWER_BATTERY} THEN COALESCE(excluded.charging, d.charging)"
+    " ELSE d.charging END"
+)  # fmt: skip
+
+
 def _store_device_state(conn: psycopg.Connection, plan: BatchPlan) -> None:
-    """Latest state per device. Rows are touched in device order so that two replicas
-    updating overlapping devices lock them in the same order and cannot deadlock."""
-    if plan.seen:
-        ids = sorted(plan.seen)
-        conn.execute(
-            "INSERT INTO device_state AS d (device_id, last_seen, online, online_changed_at)"
-            " SELECT id, seen, online, seen FROM unnest(%s::text[], %s::timestamptz[],"
-            " %s::bool[]) AS u(id, seen, online) ORDER BY id"
-            " ON CONFLICT (device_id) DO UPDATE SET"
-            "  last_seen = GREATEST(d.last_seen, excluded.last_seen),"
-            "  online = CASE WHEN d.last_seen IS NULL OR excluded.last_seen >= d.last_seen"
-            "           THEN excluded.online ELSE d.online END,"
-            "  online_changed_at = CASE WHEN (d.last_seen IS NULL"
-            "           OR excluded.last_seen >= d.last_seen) AND d.online <> excluded.online"
-            "           THEN excluded.last_seen ELSE d.online_changed_at END",
-            (
-                ids,
-                [plan.seen[i].last_seen for i in ids],
-                [plan.seen[i].online for i in ids],
-            ),
-        )
-    if plan.newest_fix:
-        ids = sorted(plan.newest_fix)
-        fixes = [plan.newest_fix[i].fix for i in ids]
-        conn.execute(
-            "UPDATE device_state AS d SET fix_t = u.t, fix_seq = u.seq, lat = u.lat,"
-            " lon = u.lon, acc = u.acc, src = u.src, spd = u.spd, hdg = u.hdg"
-            " FROM unnest(%s::text[], %s::timestamptz[], %s::int8[], %s::float8[],"
-            " %s::float8[], %s::float4[], %s::text[], %s::float4[], %s::float4[])"
-            " AS u(id, t, seq, lat, lon, acc, src, spd, hdg)"
-            " WHERE d.device_id = u.id AND (d.fix_t IS NULL OR u.t > d.fix_t)",
-            (
-                ids,
-                [f.t for f in fixes],
-                [f.seq for f in fixes],
-                [f.lat for f in fixes],
-                [f.lon for f in fixes],
-                [f.acc for f in fixes],
-                [f.src.value for f in fixes],
-                [f.spd for f in fixes],
-                [f.hdg for f in fixes],
-            ),
-        )
-    if plan.battery:
-        ids = sorted(plan.battery)
-        readings = [plan.battery[i] for i in ids]
-        conn.execute(
-            "UPDATE device_state AS d SET battery = u.pct, battery_t = u.t,"
-            " charging = COALESCE(u.charging, d.charging)"
-            " FROM unnest(%s::text[], %s::timestamptz[], %s::int2[], %s::bool[])"
-            " AS u(id, t, pct, charging)"
-            " WHERE d.device_id = u.id AND (d.battery_t IS NULL OR u.t >= d.battery_t)",
-            (ids, [r.t for r in readings], [r.percent for r in readings],
-             [r.charging for r in readings]),
-        )  # fmt: skip
+    """Latest state per device, in ONE row version per device per batch: a binary COPY of one
+    row per device, then a single upsert whose compare-and-set conditions keep the newest fix
+    (by device time), the newest battery reading and the newest liveness each on their own.
+    Rows are taken in device order so that two replicas lock overlapping devices in the same
+    order and cannot deadlock."""
+    if not plan.seen:
+        return
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS device_state_in"
+        " (LIKE device_state INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    with conn.cursor() as cur:
+        with cur.copy(
+            f"COPY device_state_in ({', '.join(_STATE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(_STATE_TYPES)
+            for device_id, seen in plan.seen.items():
+                newest = plan.newest_fix.get(device_id)
+                f = newest.fix if newest else None
+                fix = (
+                    (f.t, f.seq, f.lat, f.lon, f.acc, f.src.value, f.spd, f.hdg)
+                    if f
+                    else (None,) * len(_FIX_COLUMNS)
+                )
+                b = plan.battery.get(device_id)
+                battery = (b.percent, b.t, b.charging) if b else (None, None, None)
+                copy.write_row((device_id, seen.last_seen, seen.online, *fix, *battery))
+        cur.execute(_UPSERT_STATE)
 
 
 def _store_dead_letters(conn: psycopg.Connection, plan: BatchPlan) -> None:

@@ -17,14 +17,14 @@ def test_migrate_twice_is_a_no_op(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
         assert installed_flavour(conn) is Flavour.PLAIN
-    assert versions == ["0001", "0002"]
+    assert versions == ["0001", "0002", "0003"]
 
 
 def test_each_flavour_gets_its_own_positions_table() -> None:
     plain = [m.path.name for m in migrations_for(Flavour.PLAIN)]
     timescale = [m.path.name for m in migrations_for(Flavour.TIMESCALE)]
-    assert plain == ["0001_base.sql", "0002_positions.plain.sql"]
-    assert timescale == ["0001_base.sql", "0002_positions.timescale.sql"]
+    assert plain == ["0001_base.sql", "0002_positions.plain.sql", "0003_fences.sql"]
+    assert timescale == ["0001_base.sql", "0002_positions.timescale.sql", "0003_fences.sql"]
     sql = migrations_for(Flavour.TIMESCALE)[1].path.read_text()
     assert "create_hypertable" in sql and "add_compression_policy" in sql
 
@@ -76,7 +76,7 @@ def test_migrations_from_two_processes_at_once_do_not_collide(template_db: str) 
         for t in threads:
             t.join(60)
         assert all(isinstance(r, list) for r in results), results
-        assert sorted(results, key=len) == [[], [], ["0001", "0002"]]
+        assert sorted(results, key=len) == [[], [], ["0001", "0002", "0003"]]
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -34,7 +34,7 @@ CREATE TABLE device_state (
     last_seen          timestamptz,
     online             boolean NOT NULL DEFAULT false,
     online_changed_at  timestamptz
-);
+) WITH (fillfactor = 70);  -- every batch rewrites its devices' rows: leave room for HOT updates
 
 -- Alarms keep the device time as sent; received_at orders them when a watch's clock is wrong.
 -- The key includes t as well as seq: a re-send is byte-identical, while a watch whose counter
