@@ -57,10 +57,8 @@ def package_versions(*names: str) -> dict[str, str]:
     return out
 
 
-def machine_info(postgres_version: str) -> dict[str, Any]:
-    commit = _run("git", "rev-parse", "HEAD")
-    status = _run("git", "status", "--porcelain", "--untracked-files=no").splitlines()
-    dirty = [line.split(maxsplit=1)[1] for line in status if len(line.split()) > 1]
+def common_machine_info() -> dict[str, Any]:
+    """What every benchmark records about the box it ran on."""
     return {
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
@@ -69,6 +67,15 @@ def machine_info(postgres_version: str) -> dict[str, Any]:
         "loadavg_at_start": list(os.getloadavg()),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+    }
+
+
+def machine_info(postgres_version: str) -> dict[str, Any]:
+    commit = _run("git", "rev-parse", "HEAD")
+    status = _run("git", "status", "--porcelain", "--untracked-files=no").splitlines()
+    dirty = [line.split(maxsplit=1)[1] for line in status if len(line.split()) > 1]
+    return {
+        **common_machine_info(),
         "python_implementation": platform.python_implementation(),
         "mosquitto": mosquitto_version(),
         "postgres": postgres_version,

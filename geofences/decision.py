@@ -10,7 +10,8 @@ GeofenceHandler and GeofenceEventHandler apart for the same reason).
                                                      cancels a pending exit
     d ≤ -(acc + margin)             →   OUTSIDE    →  was inside: start / continue the dwell,
                                                      EXIT once it has lasted dwell_s
-    anything in between             →   UNCERTAIN  →  nothing changes
+    anything in between             →   UNCERTAIN  →  membership stands; a pending exit
+                                                     restarts (the dwell must be unbroken)
 
 An unknown state, and a fence its schedule has just switched on, count as the "good" state:
 inside a safe fence, outside a no-go fence.
@@ -134,6 +135,11 @@ def step(
         if base.pending_exit_since is None:
             return _state(base, base.inside, base.since, start), None
         return base, None
+    # UNCERTAIN: membership stands, but a pending exit restarts. An exit counts only after
+    # dwell_s of *uninterrupted* definite OUTSIDE fixes, so a watch indoors whose jitter now
+    # and then lands a fix far outside never adds up two stray fixes into an exit.
+    if base.pending_exit_since is not None:
+        return _state(base, base.inside, base.since, None), None
     return base, None
 
 

@@ -10,7 +10,7 @@ fix per batch; a fence seen twice simply appears twice. Large batches are split 
 threads: both Shapely and numpy release the GIL in their inner loops.
 
 The distance is numpy rather than ``shapely.distance`` on prepared boundaries because that
-measured about twice as slow here and needs a Point object per pair (see segments.py).
+measured nearly three times as slow here and needs a Point object per pair (segments.py).
 Circles need no Shapely at all: their signed distance is closed-form numpy (``metric.py``).
 
 Changes are incremental: ``upsert`` compiles one fence into a free or reused slot and

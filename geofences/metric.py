@@ -14,7 +14,8 @@ distance measured ``R`` metres north or south of the centre is off by a relative
 300 m accuracy radius at the edge of the largest allowed fence). See docs/geofences.md.
 
 Circles need no polygon: the distance from the centre uses the scales at the *mid* latitude of
-centre and fix, which keeps even a 50 km radius within about a metre.
+centre and fix: against Vincenty, under 1 mm for a 1 km radius, 0.6 m for the largest allowed
+(50 km) at Shanghai's latitude, 3.4 m at 60°.
 """
 
 from __future__ import annotations
@@ -111,8 +112,7 @@ def project_geometry(geometry: dict[str, Any], frame: LocalFrame) -> shapely.Geo
 def circle_signed_distance(lat0: Any, lon0: Any, radius_m: Any, lat: Any, lon: Any) -> Any:
     """Signed distance (> 0 inside) from a fix to a circle's edge, scalar or numpy alike.
 
-    Uses the radii of curvature at the mid latitude of centre and fix (second-order accurate),
-    so the figure holds for the largest allowed radius too."""
+    Uses the radii of curvature at the mid latitude of centre and fix (second-order accurate)."""
     mid = (lat0 + lat) * (0.5 * DEG)
     s = np.sin(mid)
     w = 1.0 - WGS84_E2 * s * s

@@ -160,13 +160,15 @@ def test_an_inside_observation_cancels_a_pending_exit():
     assert fired == []
 
 
-def test_uncertain_neither_fires_nor_cancels_a_pending_exit():
+def test_uncertain_keeps_membership_but_restarts_a_pending_exit():
     f = fence_(dwell_s=60.0)
     straddling = fix_xy(f, 200.0, 0.0, at(30), 50.0)
     state, fired = run(f, [far_out(f, 0), straddling], INSIDE)
-    assert fired == [] and state.pending_exit_since == at(0)
-    _, fired = run(f, [far_out(f, 60)], state)
-    assert fired == [(Transition.EXIT, at(60))]
+    assert fired == [] and state.inside is True and state.pending_exit_since is None
+    state, fired = run(f, [far_out(f, 60)], state)
+    assert fired == [] and state.pending_exit_since == at(60)  # the dwell starts again
+    _, fired = run(f, [far_out(f, 120)], state)
+    assert fired == [(Transition.EXIT, at(120))]
 
 
 def test_uncertain_never_fires_even_after_the_dwell():

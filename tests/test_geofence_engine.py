@@ -82,6 +82,18 @@ def test_empty_batch_and_circles_only() -> None:
     )
 
 
+def test_a_fix_without_coordinates_has_no_distance_and_drives_nothing() -> None:
+    f = square_fence(200.0, wearer_id="w")
+    index = FenceIndex([f, dataclasses.replace(circle_fence(), fence_id="c", wearer_id="w")])
+    lat, lon = points_near(f, 3, 4)
+    lat[1] = np.nan
+    got = index.signed_distances(["fence-1"] * 3 + ["c"], np.r_[lat, np.nan], np.r_[lon, 0.0])
+    assert np.isnan(got[1]) and np.isnan(got[3]) and np.isfinite(got[[0, 2]]).all()
+    bad = DeviceFix("d", "w", FixSample(at(0), math.nan, 121.47, 10.0))
+    out = decide_batch(index, [bad], {("d", "fence-1"): FenceState(inside=True)}, {})
+    assert out.changed == {} and out.transitions == []
+
+
 # -- the cache ------------------------------------------------------------------------------------
 def test_upsert_replace_and_remove_change_the_answer_incrementally() -> None:
     index = FenceIndex(threads=1)
