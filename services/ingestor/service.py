@@ -117,7 +117,9 @@ class Ingestor:
             client.username_pw_set(target.username, target.password)
         if target.tls:
             client.tls_set()
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        # One backend client, not a fleet: reconnect promptly (at most 2 s after the broker is
+        # back), since alarms buffered in the watches wait for it.
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
