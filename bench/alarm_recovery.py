@@ -17,11 +17,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
+from bench.db import bench_database
 from bench.machine import common_machine_info
-from services.storage.migrate import migrate
-from services.storage.provisioning import seed_demo
 from tests.support.broker import MosquittoProcess
 from tests.support.procs import AnxinProcess, anxin_env
 from tests.support.stack import count, start_ingestor, wait_for
@@ -35,48 +32,40 @@ def main() -> None:
     p.add_argument("--down", type=float, default=6.0, help="seconds the broker stays down")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     args = p.parse_args()
-    name = f"anxin_bench_{uuid.uuid4().hex[:8]}"
     prefix = f"b{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = ADMIN.rsplit("/", 1)[0] + "/" + name
     work = Path(tempfile.mkdtemp(prefix="alarm-recovery-"))
     broker = MosquittoProcess(work / "broker", autosave_interval=3600)
     ingestor = sim = None
-    try:
-        migrate(db_url, 90, 2)
-        with psycopg.connect(db_url) as conn:
-            seed_demo(conn, args.devices)
-        broker.start()
-        ingestor = start_ingestor(work, broker.url, db_url, prefix)
-        press_at = 2.0 + args.down / 2
-        presses = [f"{i}:sos:silent@{press_at}" for i in range(1, args.devices + 1)]
-        sim = AnxinProcess(
-            ["sim", "--devices", str(args.devices), "--rate", "1", "--drain-timeout", "120",
-             "--fixes", str(int(press_at + args.down + 10)),
-             *[a for spec in presses for a in ("--press", spec)]],
-            anxin_env(mqtt_url=broker.url, topic_prefix=prefix),
-            work / "sim.log",
-        ).start()  # fmt: skip
-        time.sleep(2.0)
-        broker.kill()
-        time.sleep(args.down)
-        assert count(db_url, "SELECT count(*) FROM alarms") == 0, "pressed before the kill"
-        broker.start()
-        restarted = time.monotonic()
-        wait_for(
-            lambda: count(db_url, "SELECT count(*) FROM alarms") >= args.devices,
-            120, "every alarm stored", every=0.02,
-        )  # fmt: skip
-        seconds = time.monotonic() - restarted
-        code = sim.wait(150)
-    finally:
-        for proc in (sim, ingestor):
-            if proc:
-                proc.stop()
-        broker.stop()
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with bench_database(ADMIN, args.devices) as db_url:
+        try:
+            broker.start()
+            ingestor = start_ingestor(work, broker.url, db_url, prefix)
+            press_at = 2.0 + args.down / 2
+            presses = [f"{i}:sos:silent@{press_at}" for i in range(1, args.devices + 1)]
+            sim = AnxinProcess(
+                ["sim", "--devices", str(args.devices), "--rate", "1", "--drain-timeout", "120",
+                 "--fixes", str(int(press_at + args.down + 10)),
+                 *[a for spec in presses for a in ("--press", spec)]],
+                anxin_env(mqtt_url=broker.url, topic_prefix=prefix),
+                work / "sim.log",
+            ).start()  # fmt: skip
+            time.sleep(2.0)
+            broker.kill()
+            time.sleep(args.down)
+            assert count(db_url, "SELECT count(*) FROM alarms") == 0, "pressed before the kill"
+            broker.start()
+            restarted = time.monotonic()
+            wait_for(
+                lambda: count(db_url, "SELECT count(*) FROM alarms") >= args.devices,
+                120, "every alarm stored", every=0.02,
+            )  # fmt: skip
+            seconds = time.monotonic() - restarted
+            code = sim.wait(150)
+        finally:
+            for proc in (sim, ingestor):
+                if proc:
+                    proc.stop()
+            broker.stop()
     result = {
         "benchmark": "alarm_recovery",
         "at": datetime.now(UTC).isoformat(),

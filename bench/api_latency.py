@@ -16,17 +16,16 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import psycopg
 
+from bench.db import bench_database
 from bench.machine import common_machine_info
-from services.storage.migrate import migrate
 from services.storage.partitions import ensure_day_partitions
-from services.storage.provisioning import demo_device_id, seed_demo
+from services.storage.provisioning import demo_device_id
 from tests.support.procs import AnxinProcess, anxin_env, free_port
 from tests.support.stack import wait_for
 
@@ -34,11 +33,11 @@ ADMIN = "postgresql://postgres@127.0.0.1/postgres"
 TOKEN = "bench-token"
 
 
-def fill(db_url: str, devices: int, tracked: int, days: int) -> int:
+def fill(db_url: str, tracked: int, days: int) -> int:
+    """A week (``days``) of one-a-minute fixes for the first ``tracked`` devices, by COPY."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(days=days)
     with psycopg.connect(db_url) as conn:
-        seed_demo(conn, devices)
         ensure_day_partitions(conn, [(start + timedelta(days=d)).date() for d in range(days + 2)])
         rows = 0
         with (
@@ -103,40 +102,34 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     args = p.parse_args()
-    name = f"anxin_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = ADMIN.rsplit("/", 1)[0] + "/" + name
     port = free_port()
     api = None
-    try:
-        migrate(db_url, 90, 2)
-        t0 = time.monotonic()
-        rows = fill(db_url, args.devices, args.tracked, args.days)
-        fill_s = time.monotonic() - t0
-        env = anxin_env(database_url=db_url, api_token=TOKEN, api_port=port)
-        log = Path(tempfile.mkdtemp(prefix="api-bench-")) / "api.log"
-        api = AnxinProcess(["api"], env, log).start()
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _up(base), 30, "the API")
-        wearers = [f"wearer-{demo_device_id(i)}" for i in range(1, args.tracked + 1)]
-        day_ago = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        routes = {
-            "latest": [f"/v1/wearers/{w}/location" for w in wearers],
-            "history_1_day": [f"/v1/wearers/{w}/history?start={day_ago}" for w in wearers],
-            "history_1_day_bucket_5min": [
-                f"/v1/wearers/{w}/history?start={day_ago}&bucket_s=300" for w in wearers
-            ],
-        }
-        results = {
-            name: asyncio.run(hammer(base, paths, args.seconds, args.concurrency))
-            for name, paths in routes.items()
-        }
-    finally:
-        if api:
-            api.stop()
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with bench_database(ADMIN, args.devices) as db_url:
+        try:
+            t0 = time.monotonic()
+            rows = fill(db_url, args.tracked, args.days)
+            fill_s = time.monotonic() - t0
+            env = anxin_env(database_url=db_url, api_token=TOKEN, api_port=port)
+            log = Path(tempfile.mkdtemp(prefix="api-bench-")) / "api.log"
+            api = AnxinProcess(["api"], env, log).start()
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: _up(base), 30, "the API")
+            wearers = [f"wearer-{demo_device_id(i)}" for i in range(1, args.tracked + 1)]
+            day_ago = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            routes = {
+                "latest": [f"/v1/wearers/{w}/location" for w in wearers],
+                "history_1_day": [f"/v1/wearers/{w}/history?start={day_ago}" for w in wearers],
+                "history_1_day_bucket_5min": [
+                    f"/v1/wearers/{w}/history?start={day_ago}&bucket_s=300" for w in wearers
+                ],
+            }
+            results = {
+                name: asyncio.run(hammer(base, paths, args.seconds, args.concurrency))
+                for name, paths in routes.items()
+            }
+        finally:
+            if api:
+                api.stop()
     out = {
         "benchmark": "api_latency",
         "at": datetime.now(UTC).isoformat(),

@@ -79,11 +79,6 @@ def update_fence(conn: psycopg.Connection, fence: Fence) -> bool:
     return True
 
 
-def delete_fence(conn: psycopg.Connection, wearer_id: str, fence_id: str) -> bool:
-    """Soft delete: the row stays (with a new version) so caches learn of the removal."""
-    return conn.execute(DELETE_FENCE, (fence_id, wearer_id)).rowcount > 0
-
-
 def load_changed(
     conn: psycopg.Connection, after_version: int
 ) -> tuple[list[Fence], list[str], int]:
