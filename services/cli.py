@@ -1,4 +1,4 @@
-"""``anxin``: one entry point, a subcommand per job (demo, ingest, api, sim, db, bench)."""
+"""``anxin``: one entry point, a subcommand per job (demo, ingest, notify, api, sim, db, fences)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = get_settings()
     _need(settings, "mqtt_url", "database_url")
     Ingestor(settings).run(_stop_on_signals(), leave_group=args.leave_group)
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from services.notifier.service import Notifier
+
+    settings = get_settings()
+    _need(settings, "database_url")
+    Notifier(settings).run(_stop_on_signals())
     return 0
 
 
@@ -148,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.set_defaults(func=cmd_ingest)
     sub.add_parser("api", help="serve the family API").set_defaults(func=cmd_api)
+    sub.add_parser(
+        "notify", help="run the notifier (outbox → channels, escalation, offline alerts)"
+    ).set_defaults(func=cmd_notify)
 
     sim = sub.add_parser("sim", help="run simulated watches (anxin sim --help)", add_help=False)
     sim.set_defaults(func=cmd_sim)

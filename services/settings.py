@@ -47,6 +47,23 @@ class Settings(BaseSettings):
     ingestor_session_expiry_s: int = Field(
         default=7 * 24 * 3600, description="How long the broker keeps an absent replica's session"
     )
+    ingestor_receive_maximum: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="MQTT 5 ReceiveMaximum: the most unacknowledged messages the broker hands"
+        " this replica, hence all it holds in memory, also while the database is down"
+        " (at most this × max_payload_bytes). Default 2 × ingestor_batch_size",
+    )
+    device_rate_per_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Flood limit: messages a second one device may sustain; alarms and state"
+        " are never limited, the excess is dead-lettered as rate_limited. 0 turns it off",
+    )
+    device_burst: int = Field(
+        default=60, ge=1, description="Flood limit: messages one device may send at once"
+    )
     max_payload_bytes: int = Field(
         default=256 * 1024, description="Larger payloads are dead-lettered (kept, not parsed)"
     )
@@ -69,6 +86,43 @@ class Settings(BaseSettings):
     )
     offline_after_s: int = Field(
         default=600, description="No fix or heartbeat this long: the device counts as offline"
+    )
+
+    # Alerts and the notifier (services/alerts, services/notifier).
+    alert_bad_fix_accuracy_m: float = Field(
+        default=300.0,
+        description="An alarm whose fix is less accurate than this is located by the last"
+        " known fix instead (both are shown)",
+    )
+    notifier_poll_s: float = Field(
+        default=1.0, gt=0, description="Safety-net poll when no NOTIFY arrives"
+    )
+    notifier_lease_s: float = Field(
+        default=30.0, gt=0, description="A claimed delivery not finished in this time is retried"
+    )
+    notifier_max_attempts: int = Field(
+        default=8, ge=1, description="Deliveries given up (and recorded) after this many tries"
+    )
+    notifier_retry_base_s: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubles per attempt, capped at 10 min"
+    )
+    offline_scan_s: float = Field(default=15.0, gt=0, description="How often offline is checked")
+    http_timeout_s: float = Field(default=10.0, gt=0, description="Webhook and push requests")
+    smtp_host: str | None = Field(default=None, description="E-mail relay; unset: no e-mail")
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_sender: str = "Anxin <alerts@anxin.invalid>"
+    vapid_private_key: SecretStr | None = Field(
+        default=None,
+        description="Web Push VAPID private key (PEM or base64url raw); unset: no Web Push",
+    )
+    vapid_subject: str = Field(
+        default="mailto:alerts@anxin.invalid", description="VAPID 'sub' claim (mailto: or https:)"
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where people open the app (alert links)"
     )
 
     # Embedded servers for the demo.

@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from services.api.routes import devices, fences, health, wearers
+from services.api.feed_hub import FeedHub
+from services.api.routes import alerts, contacts, devices, escalation, feed, fences, health, wearers
+from services.notifier.vapid import public_key
 from services.settings import Settings
 
 
@@ -32,9 +34,13 @@ def create_app(settings: Settings) -> FastAPI:
         )
         await pool.open(wait=False)
         app.state.pool = pool
+        hub = FeedHub(settings.database_url)
+        await hub.start()
+        app.state.feed_hub = hub
         try:
             yield
         finally:
+            await hub.stop()
             await pool.close()
 
     app = FastAPI(
@@ -46,8 +52,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.api_token = settings.api_token.get_secret_value()
     app.state.offline_after_s = settings.offline_after_s
+    vapid = settings.vapid_private_key
+    app.state.vapid_public_key = public_key(vapid.get_secret_value()) if vapid else None
     app.include_router(health.router)
     app.include_router(devices.router)
     app.include_router(wearers.router)
     app.include_router(fences.router)
+    app.include_router(escalation.router)
+    app.include_router(alerts.router)
+    app.include_router(contacts.router)
+    app.include_router(feed.router)
     return app

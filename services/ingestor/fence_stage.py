@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from geofences.batch import decide_batch
 from geofences.engine import FenceIndex
 from geofences.model import BatchDecisions, DeviceFix, FenceState, FixSample
+from services.alerts.model import Location
+from services.ingestor.alert_stage import FenceCrossing
 from services.ingestor.plan import BatchPlan
 from services.storage.fences import current_version, load_changed
 
@@ -55,6 +58,7 @@ class FenceCache:
 class FenceOutcome:
     decisions: int = 0
     transitions: int = 0
+    crossings: tuple[FenceCrossing, ...] = ()
 
 
 def apply_fences(
@@ -89,8 +93,8 @@ def apply_fences(
     }
     result = decide_batch(index, fixes, states, newest)
     _write_states(conn, result, states)
-    _write_events(conn, result)
-    return FenceOutcome(result.decisions, len(result.transitions))
+    crossings = _write_events(conn, result, index)
+    return FenceOutcome(result.decisions, len(result.transitions), tuple(crossings))
 
 
 def _write_states(
@@ -119,17 +123,30 @@ def _write_states(
                 raise FenceConflict(f"fence state of {device_id}/{fence_id} changed meanwhile")
 
 
-def _write_events(conn: psycopg.Connection, result: BatchDecisions) -> None:
-    if not result.transitions:
-        return
+def _write_events(
+    conn: psycopg.Connection, result: BatchDecisions, index: FenceIndex
+) -> list[FenceCrossing]:
+    """One event per transition (transitions are rare: one statement each is fine)."""
+    crossings: list[FenceCrossing] = []
     with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO events (device_id, wearer_id, kind, fence_id, t, lat, lon, acc,"
-            " distance_m) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
+        for df, d in result.transitions:
+            if d.transition is None:
+                continue
+            fence = index.get(d.fence_id)
+            kind = fence.kind.value if fence is not None else "safe"
+            detail = {"fence_kind": kind, "fence_name": fence.name if fence is not None else None}
+            cur.execute(
+                "INSERT INTO events (device_id, wearer_id, kind, fence_id, t, lat, lon, acc,"
+                " distance_m, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING event_id",
                 (df.device_id, df.wearer_id, f"fence_{d.transition.value}", d.fence_id,
-                 df.fix.t, df.fix.lat, df.fix.lon, df.fix.acc, d.distance_m)
-                for df, d in result.transitions
-                if d.transition is not None
-            ],
-        )  # fmt: skip
+                 df.fix.t, df.fix.lat, df.fix.lon, df.fix.acc, d.distance_m, Jsonb(detail)),
+            )  # fmt: skip
+            row = cur.fetchone()
+            assert row is not None
+            f = df.fix
+            crossings.append(
+                FenceCrossing(df.device_id, df.wearer_id, d.fence_id, kind, d.transition.value,
+                              f.t, Location(f.lat, f.lon, f.acc, f.t), d.distance_m, row[0])
+            )  # fmt: skip
+    return crossings

@@ -2,8 +2,11 @@
 
     1. identify  topic → device id; the device must be provisioned and not revoked
     2. decode    payload → typed items (decode.py); failures become dead letters with reasons
+    2b. limit    a device over its flood limit is dead-lettered, its alarms kept (flood.py)
     3. plan      de-duplicate within the batch, fold latest state per device (plan.py)
     4. store     one transaction: COPY fixes, alarms, state, dead letters (store.py)
+    4b. fences   in it: fence decisions, enter/exit events (fence_stage.py)
+    4c. alerts   in it: alert rules → alerts, their outbox rows and feed rows (alert_stage.py)
     5. confirm   after the commit: alarm receipts to the watches, then MQTT acks (service.py)
 
 Stages 1–3 are pure and run here; 4 and 5 are I/O at the edge.
@@ -17,6 +20,7 @@ from datetime import datetime
 from enum import Enum
 
 from services.ingestor.decode import Limits, decode_message
+from services.ingestor.flood import FloodTrial
 from services.ingestor.items import Item, Rejected
 from services.ingestor.plan import BatchPlan, plan_batch
 from services.protocol import Topics
@@ -65,14 +69,19 @@ def identify(message: Received, topics: Topics, access: Mapping[str, Access]) ->
 
 
 def prepare_batch(
-    messages: Sequence[Received], access: Mapping[str, Access], topics: Topics, limits: Limits
+    messages: Sequence[Received],
+    access: Mapping[str, Access],
+    topics: Topics,
+    limits: Limits,
+    flood: FloodTrial | None = None,
 ) -> BatchPlan:
-    """Stages 1–3 for one batch of messages."""
+    """Stages 1–3 for one batch of messages (2b only when a ``flood`` trial is given)."""
     items: list[Item] = []
     for m in messages:
         refused = identify(m, topics, access)
         if refused is not None:
             items.append(refused)
-        else:
-            items.extend(decode_message(m.topic, m.payload, m.received_at, topics, limits))
+            continue
+        decoded = decode_message(m.topic, m.payload, m.received_at, topics, limits)
+        items.extend(flood.admit(m.topic, m.payload, m.received_at, decoded) if flood else decoded)
     return plan_batch(items)

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
+from services.ingestor.alert_stage import NewAlarm, NewEvents
 from services.ingestor.fence_stage import FenceOutcome
 from services.ingestor.plan import BatchPlan
 
 FenceStep = Callable[[psycopg.Connection, BatchPlan], FenceOutcome]
+AlertStep = Callable[[psycopg.Connection, BatchPlan, NewEvents], int]
 
 _POSITION_COLUMNS = (
     "device_id, seq, t, lat, lon, acc, src, spd, hdg, battery, received_at",
@@ -33,26 +35,35 @@ class StoreResult:
     alarms_new: int
     dead_letters: int
     fences: FenceOutcome
+    alerts_opened: int = 0
 
 
 def store_batch(
-    conn: psycopg.Connection, plan: BatchPlan, fence_step: FenceStep | None = None
+    conn: psycopg.Connection,
+    plan: BatchPlan,
+    fence_step: FenceStep | None = None,
+    alert_step: AlertStep | None = None,
 ) -> StoreResult:
     """``fence_step`` (stage 4b) runs after the fixes are in and before the devices' latest
-    state moves on, so that it sees which fixes are newer than the last ones decided."""
+    state moves on, so that it sees which fixes are newer than the last ones decided.
+    ``alert_step`` (stage 4c) runs last: it takes the live feed's lock, held until the commit
+    right after it."""
     with conn.transaction():
         fixes_new = _store_fixes(conn, plan) if plan.fixes else 0
-        alarms_new = _store_alarms(conn, plan) if plan.alarms else 0
+        new_alarms = _store_alarms(conn, plan) if plan.alarms else []
         fences = fence_step(conn, plan) if fence_step and plan.fixes else FenceOutcome()
         _store_acks(conn, plan)
         _store_device_state(conn, plan)
         _store_dead_letters(conn, plan)
+        events = NewEvents(new_alarms, list(fences.crossings))
+        opened = alert_step(conn, plan, events) if alert_step else 0
     return StoreResult(
         fixes_new=fixes_new,
         fixes_duplicate=len(plan.fixes) - fixes_new,
-        alarms_new=alarms_new,
+        alarms_new=len(new_alarms),
         dead_letters=len(plan.rejected),
         fences=fences,
+        alerts_opened=opened,
     )
 
 
@@ -78,9 +89,9 @@ def _store_fixes(conn: psycopg.Connection, plan: BatchPlan) -> int:
         return cur.rowcount
 
 
-def _store_alarms(conn: psycopg.Connection, plan: BatchPlan) -> int:
+def _store_alarms(conn: psycopg.Connection, plan: BatchPlan) -> list[NewAlarm]:
     """Each alarm stored once; a newly stored one (not a re-send) also becomes an event."""
-    new = 0
+    new: list[NewAlarm] = []
     with conn.cursor() as cur:
         for a in plan.alarms:
             p = a.position
@@ -94,15 +105,17 @@ def _store_alarms(conn: psycopg.Connection, plan: BatchPlan) -> int:
             )  # fmt: skip
             if cur.rowcount == 0:
                 continue  # a re-send: stored and announced before
-            new += 1
             detail = {"mode": a.alarm.mode.value, "seq": a.alarm.seq, "fix_error": a.fix_error}
             cur.execute(
                 "INSERT INTO events (device_id, wearer_id, kind, t, lat, lon, acc, detail)"
                 " SELECT device_id, wearer_id, %s, %s, %s, %s, %s, %s FROM devices"
-                " WHERE device_id = %s",
+                " WHERE device_id = %s RETURNING event_id, wearer_id",
                 (f"alarm_{a.alarm.type.value}", a.alarm.t, p.lat if p else None,
                  p.lon if p else None, p.acc if p else None, Jsonb(detail), a.device_id),
             )  # fmt: skip
+            row = cur.fetchone()
+            if row is not None:
+                new.append(NewAlarm(a, row[1], row[0]))
     return new
 
 
