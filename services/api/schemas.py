@@ -8,6 +8,21 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class Problem(BaseModel):
+    """An error answer: ``detail`` says what is wrong."""
+
+    detail: str
+
+
+FieldErrors = list[dict[str, Any]]  # FastAPI's own 422: one {loc, msg, type, …} per field
+
+
+class InvalidRequest(BaseModel):
+    detail: str | FieldErrors = Field(
+        description="A sentence (e.g. a time range that is too long), or one entry per field"
+    )
+
+
 class Health(BaseModel):
     status: str
     database: str
@@ -62,9 +77,25 @@ class History(BaseModel):
 
 
 class InvalidFence(BaseModel):
-    detail: dict[str, list[str]] = Field(
-        description='{"problems": [one line per problem, naming the feature and the place]}'
+    detail: dict[str, list[str]] | FieldErrors = Field(
+        description='{"problems": [one line per problem, naming the feature and the place]};'
+        " a request that is not even a JSON object gets FastAPI's list of field errors"
     )
+
+
+# Answers every route may give, for its OpenAPI description (schemathesis checks them).
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or wrong bearer token"}
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such wearer (or fence)"}
+}
+MALFORMED_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body could not be read as JSON"}
+}
+BAD_PARAMETERS: dict[int | str, dict[str, Any]] = {
+    422: {"model": InvalidRequest, "description": "A parameter is invalid"}
+}
 
 
 class FenceMembership(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,6 +32,15 @@ class Limits:
     max_payload_bytes: int = 256 * 1024
     max_future_skew: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=30)
+
+
+# PostgreSQL keeps timestamps from 4713 BC to 294276 AD, Python reads back only years 1…9999. An
+# alarm is never refused for its time, so a time outside Python's range (a watch that says
+# "0001-01-01T00:00+14:00", which is 1 BC in UTC) is stored at the nearest edge instead: kept
+# as it was, it would break every later read of the row (the API's events, the notifier). The
+# day of margin keeps it readable in any session time zone; a re-send maps to the same value.
+EARLIEST_STORABLE = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_STORABLE = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 def describe_errors(err: ValidationError, prefix: str = "") -> str:
@@ -97,9 +106,21 @@ def _typed_item(
     received_at: datetime,
     limits: Limits,
 ) -> Item:
+    nul = [name for name, value in model if isinstance(value, str) and "\x00" in value]
+    if nul:  # PostgreSQL text cannot hold it: refuse here, not by failing the whole batch
+        return Rejected(
+            topic, device_id, raw, f"{', '.join(nul)}: text may not contain NUL", received_at
+        )
     if isinstance(model, Alarm):
         # Never lose an alarm to a bad clock or a bad fix: keep it, note what was wrong.
         position, fix_error = _alarm_position(model, received_at, limits)
+        storable = min(max(model.t, EARLIEST_STORABLE), LATEST_STORABLE)
+        if storable != model.t:
+            note = (
+                f"alarm time {model.t.isoformat()} cannot be stored; kept as {storable.isoformat()}"
+            )
+            fix_error = f"{note}; {fix_error}" if fix_error else note
+            model = model.model_copy(update={"t": storable})
         return AlarmIn(device_id, model, position, fix_error, received_at)
     if isinstance(model, State):
         return StateIn(device_id, model, received_at)

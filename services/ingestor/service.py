@@ -6,9 +6,11 @@ Reliability rules (docs/reliability.md):
 - manual acknowledgement, only after the batch's transaction has committed; messages received
   on an earlier connection are never acked on a later one (their packet ids are meaningless
   there: the broker redelivers them and the unique keys drop the copies);
-- ``ReceiveMaximum`` of at least twice the batch size, so batches fill, and so the broker never
-  hands us more unacknowledged messages than that: the in-memory backlog is bounded even while
-  the database is down and we retry.
+- ``ReceiveMaximum`` (``ANXIN_INGESTOR_RECEIVE_MAXIMUM``, default twice the batch size, never
+  below it, so batches fill): the broker never hands us more unacknowledged messages than that,
+  so what we hold in memory is bounded even while the database is down and we retry; the rest
+  waits in the broker. ``Counters.held_max`` records the most ever held;
+- a per-device flood limit (flood.py): the excess is dead-lettered and counted, alarms pass.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from psycopg_pool import ConnectionPool
 from services.ingestor.access import DeviceAccessCache
 from services.ingestor.decode import Limits
 from services.ingestor.fence_stage import FenceCache, FenceConflict, FenceOutcome, apply_fences
+from services.ingestor.flood import FloodLimiter
 from services.ingestor.items import Rejected
 from services.ingestor.pipeline import Received, prepare_batch, topic_devices
 from services.ingestor.plan import BatchPlan, plan_batch
@@ -70,6 +73,8 @@ class Counters:
     fence_events: int = 0
     fence_conflicts: int = 0
     receipts: int = 0
+    rate_limited: int = 0  # messages over a device's flood limit, dead-lettered
+    held_max: int = 0  # most messages held in memory at once (bounded by ReceiveMaximum)
 
 
 class Ingestor:
@@ -84,6 +89,13 @@ class Ingestor:
             max_age=timedelta(days=min(settings.max_fix_age_days, settings.retention_days)),
         )
         self.counters = Counters()
+        self.receive_maximum = receive_maximum(settings)
+        self._flood = (
+            FloodLimiter(settings.device_rate_per_s, settings.device_burst)
+            if settings.device_rate_per_s > 0
+            else None
+        )
+        self._in_hand = 0
         self.connected = threading.Event()
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._generation = 0
@@ -131,7 +143,7 @@ class Ingestor:
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.ingestor_session_expiry_s
-        props.ReceiveMaximum = min(65535, max(100, 2 * self.settings.ingestor_batch_size))
+        props.ReceiveMaximum = self.receive_maximum
         return props
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -173,6 +185,9 @@ class Ingestor:
         received = Received(topic, bytes(msg.payload), datetime.now(UTC))
         self._inbox.put(Inbound(received, msg.mid, msg.qos, self._generation))
         self._last_message_at = time.monotonic()
+        held = self._inbox.qsize() + self._in_hand
+        if held > self.counters.held_max:
+            self.counters.held_max = held
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -206,6 +221,7 @@ class Ingestor:
                     break
                 if time.monotonic() >= next_report:
                     log.info("%s", self.counters)
+                    self._report_floods()
                     next_report = time.monotonic() + 10
             if leave_group:
                 self._leave_group()
@@ -214,6 +230,18 @@ class Ingestor:
             self._client.loop_stop()
             self._pool.close()
             log.info("stopped: %s", self.counters)
+
+    def _report_floods(self) -> None:
+        report = self._flood.take_report() if self._flood else None
+        if report:
+            top = ", ".join(f"{d} ×{n}" for d, n in report.most_common(5))
+            log.warning(
+                "flood limit: %d messages from %d devices dead-lettered as rate_limited"
+                " in the last 10 s (%s)",
+                report.total(),
+                len(report),
+                top,
+            )
 
     def _idle_for(self, seconds: float) -> bool:
         return time.monotonic() - self._last_message_at >= seconds
@@ -263,6 +291,7 @@ class Ingestor:
     def _handle(self, batch: list[Inbound], stop: threading.Event) -> None:
         """Store the batch, retrying while the database is away, then confirm it."""
         received = [b.received for b in batch]
+        self._in_hand = len(batch)
         delay = 0.5
         while True:
             try:
@@ -310,9 +339,13 @@ class Ingestor:
             conn.commit()
             self._fences.refresh(conn)
             conn.commit()
-            plan = prepare_batch(received, access, self.topics, self.limits)
+            flood = self._flood.trial() if self._flood else None
+            plan = prepare_batch(received, access, self.topics, self.limits, flood)
             self._ensure_partitions(conn, plan)
             result = store_batch(conn, plan, self._fence_step)
+        if flood is not None:
+            flood.commit()  # only now: a retried batch must not be charged twice
+            self.counters.rate_limited += flood.limited.total()
         self._count(result, len(received))
         return plan
 
@@ -350,6 +383,7 @@ class Ingestor:
         for b in batch:
             if b.qos > 0 and b.generation == generation:
                 self._client.ack(b.mid, b.qos)
+        self._in_hand = 0
 
     def _maintenance(self) -> None:
         try:
@@ -374,3 +408,10 @@ class Ingestor:
                 log.warning("waiting for the database: %s", err)
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def receive_maximum(settings: Settings) -> int:
+    """The in-flight window the ingestor asks for: at least one batch, or batches never fill."""
+    size = settings.ingestor_batch_size
+    wanted = settings.ingestor_receive_maximum or 2 * size
+    return min(65535, max(wanted, size, 100))

@@ -5,9 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from services.api.deps import Caller, ConnDep
-from services.api.schemas import DevicePage, DeviceSummary
+from services.api.schemas import BAD_PARAMETERS, UNAUTHORIZED, DevicePage, DeviceSummary
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"])
+router = APIRouter(
+    prefix="/v1/devices", tags=["devices"], responses={**UNAUTHORIZED, **BAD_PARAMETERS}
+)
 
 
 @router.get("", response_model=DevicePage)

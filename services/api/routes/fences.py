@@ -10,12 +10,21 @@ from geofences.geojson import fence_to_feature, fences_from_geojson
 from geofences.validate import FenceValidationError
 from services.api.deps import Caller, ConnDep
 from services.api.routes.wearers import WearerId, wearer_devices
-from services.api.schemas import FenceMembership, InvalidFence
+from services.api.schemas import (
+    MALFORMED_BODY,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    FenceMembership,
+    InvalidFence,
+)
 from services.storage import fences
 
-router = APIRouter(prefix="/v1/wearers/{wearer_id}", tags=["fences"])
+router = APIRouter(
+    prefix="/v1/wearers/{wearer_id}", tags=["fences"], responses={**UNAUTHORIZED, **NOT_FOUND}
+)
 
-FenceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")]
+# A UUID in its canonical form: anything else would reach PostgreSQL's uuid cast and fail there.
+FenceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")]
 FEATURE_EXAMPLE = {
     "type": "Feature",
     "geometry": {"type": "Point", "coordinates": [121.4737, 31.2304]},
@@ -26,7 +35,10 @@ FEATURE_EXAMPLE = {
 FeatureBody = Annotated[
     dict[str, Any], Body(description="A GeoJSON Feature", examples=[FEATURE_EXAMPLE])
 ]
-INVALID = {422: {"model": InvalidFence, "description": "The fence is invalid; one reason per line"}}
+INVALID = {
+    422: {"model": InvalidFence, "description": "The fence is invalid; one reason per line"},
+    **MALFORMED_BODY,
+}
 
 
 async def _tz_and_names(conn: ConnDep, wearer_id: str, except_id: str | None) -> tuple[str, set]:

@@ -6,9 +6,23 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from services.api.deps import Caller, ConnDep
-from services.api.schemas import History, LatestLocation, Location, TrackPoint, WearerEvent
+from services.api.schemas import (
+    BAD_PARAMETERS,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    History,
+    InvalidRequest,
+    LatestLocation,
+    Location,
+    TrackPoint,
+    WearerEvent,
+)
 
-router = APIRouter(prefix="/v1/wearers", tags=["wearers"])
+router = APIRouter(
+    prefix="/v1/wearers",
+    tags=["wearers"],
+    responses={**UNAUTHORIZED, **NOT_FOUND, **BAD_PARAMETERS},
+)
 
 WearerId = Annotated[str, Path(max_length=80)]
 MAX_RANGE = timedelta(days=31)
@@ -75,7 +89,7 @@ async def latest_location(
 @router.get(
     "/{wearer_id}/history",
     response_model=History,
-    responses={422: {"description": "Bad time range or bucket"}},
+    responses={422: {"model": InvalidRequest, "description": "Bad time range or bucket"}},
 )
 async def location_history(
     conn: ConnDep,
