@@ -12,8 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from aiosmtpd.controller import Controller
 
 from tests.support.broker import MosquittoProcess
+from tests.support.far_ends import RecordingRelay
+from tests.support.procs import free_port
 
 ADMIN_URL = os.environ.get("ANXIN_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RUN_ID = uuid.uuid4().hex[:8]
@@ -65,3 +68,16 @@ def topic_prefix() -> str:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def smtp_relay() -> Iterator[tuple[RecordingRelay, int]]:
+    """A real SMTP relay (aiosmtpd) on a free port that keeps what it accepts."""
+    handler = RecordingRelay()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()

@@ -5,26 +5,16 @@ mocked; the receivers check what a real one would (signature, decryption, VAPID 
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import json
 import os
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from email.message import EmailMessage
-from http.client import HTTPMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import http_ece
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
@@ -34,6 +24,7 @@ from services.notifier.channels.base import Address, Delivery, Message, Outcome
 from services.notifier.channels.email import EmailChannel
 from services.notifier.channels.webhook import WebhookChannel, sign, verify
 from services.notifier.channels.webpush import WebPushChannel, topic
+from tests.support.far_ends import RecordingRelay, http_far_end
 
 SECRET = "whsec-test-1"
 ALERT: dict[str, Any] = {
@@ -70,59 +61,6 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------------------------------------
 # An HTTP far end: the webhook receiver or the push service.
-
-
-@dataclass
-class Received:
-    path: str
-    headers: HTTPMessage  # case-insensitive, as HTTP headers are
-    body: bytes
-    signature_ok: bool | None = None
-
-
-@dataclass
-class FarEnd:
-    url: str
-    status: int = 200
-    delay_s: float = 0.0
-    secret: str | None = None  # set: behave as a webhook receiver that checks signatures
-    headers: dict[str, str] = field(default_factory=dict)
-    requests: list[Received] = field(default_factory=list)
-
-
-@contextmanager
-def http_far_end(**kwargs: Any) -> Iterator[FarEnd]:
-    far = FarEnd(url="", **kwargs)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            got = Received(self.path, self.headers, body)
-            status = far.status
-            if far.secret is not None:
-                header = self.headers.get("Anxin-Signature", "")
-                got.signature_ok = verify(far.secret, header, body, now=time.time())
-                status = status if got.signature_ok else 401
-            far.requests.append(got)
-            time.sleep(far.delay_s)
-            self.send_response(status)
-            for name, value in far.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    far.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield far
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,44 +180,6 @@ def test_webhook_without_a_secret_or_with_a_bad_url_fails_permanently() -> None:
 # E-mail
 
 
-class RecordingRelay:
-    """An aiosmtpd handler: keeps what it accepts, or refuses recipients with ``refuse``."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-        self.refuse: str | None = None
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
-    ) -> str:
-        if self.refuse:
-            return self.refuse
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted"
-
-    def messages(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(e.original_content or b"", policy=email.policy.default)
-            for e in self.envelopes
-        ]
-
-
-@pytest.fixture
-def relay() -> Iterator[tuple[RecordingRelay, int]]:
-    handler = RecordingRelay()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
 def email_channel(port: int) -> EmailChannel:
     return EmailChannel(
         host="127.0.0.1",
@@ -293,9 +193,9 @@ def email_channel(port: int) -> EmailChannel:
 
 
 def test_email_reaches_the_relay_with_recipient_subject_and_alert_header(
-    relay: tuple[RecordingRelay, int],
+    smtp_relay: tuple[RecordingRelay, int],
 ) -> None:
-    handler, port = relay
+    handler, port = smtp_relay
     outcome = email_channel(port).send(delivery(Address("email", "li.wei@example.org")))
     assert outcome.ok, outcome.detail
     [envelope] = handler.envelopes
@@ -312,9 +212,9 @@ def test_email_reaches_the_relay_with_recipient_subject_and_alert_header(
 
 
 def test_email_sent_twice_for_one_key_has_one_message_id(
-    relay: tuple[RecordingRelay, int],
+    smtp_relay: tuple[RecordingRelay, int],
 ) -> None:
-    handler, port = relay
+    handler, port = smtp_relay
     channel = email_channel(port)
     to = Address("email", "li.wei@example.org")
     for key in ("alert-12.contact-3", "alert-12.contact-3", "alert-12.contact-4"):
@@ -325,9 +225,9 @@ def test_email_sent_twice_for_one_key_has_one_message_id(
 
 
 def test_email_keys_that_are_no_message_id_are_hashed_stably(
-    relay: tuple[RecordingRelay, int],
+    smtp_relay: tuple[RecordingRelay, int],
 ) -> None:
-    handler, port = relay
+    handler, port = smtp_relay
     channel = email_channel(port)
     for _ in range(2):
         assert channel.send(delivery(Address("email", "a@example.org"), key="12:1 7/x")).ok
@@ -336,8 +236,8 @@ def test_email_keys_that_are_no_message_id_are_hashed_stably(
     assert " " not in first and first.endswith("@anxin>")
 
 
-def test_email_chinese_subject_and_body_survive(relay: tuple[RecordingRelay, int]) -> None:
-    handler, port = relay
+def test_email_chinese_subject_and_body_survive(smtp_relay: tuple[RecordingRelay, int]) -> None:
+    handler, port = smtp_relay
     outcome = email_channel(port).send(
         delivery(
             Address("email", "li.wei@example.org"),
@@ -356,9 +256,9 @@ def test_email_chinese_subject_and_body_survive(relay: tuple[RecordingRelay, int
     [("550 5.1.1 No such user", True), ("451 4.3.0 Try again later", False)],
 )
 def test_email_refusal_5xx_is_permanent_4xx_is_retried(
-    relay: tuple[RecordingRelay, int], reply: str, permanent: bool
+    smtp_relay: tuple[RecordingRelay, int], reply: str, permanent: bool
 ) -> None:
-    handler, port = relay
+    handler, port = smtp_relay
     handler.refuse = reply
     outcome = email_channel(port).send(delivery(Address("email", "nobody@example.org")))
     assert not outcome.ok

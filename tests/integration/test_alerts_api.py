@@ -11,31 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
-from services.ingestor.alert_stage import apply_alerts
-from services.ingestor.decode import Limits
-from services.ingestor.pipeline import Access, Received, prepare_batch
-from services.ingestor.store import store_batch
-from services.protocol import Alarm, Status, Topics, UplinkKind
+from services.protocol import Status, UplinkKind
 from services.settings import Settings
 from services.storage.provisioning import seed_demo
+from tests.support.alerting import ingest, press_sos
 
 TOKEN = "test-token-not-a-secret"
-TOPICS = Topics("anxin")
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def send(db_url: str, device: str, kind: UplinkKind, payload: str) -> None:
-    plan = prepare_batch(
-        [Received(TOPICS.uplink(device, kind), payload.encode(), NOW)],
-        {device: Access.ACTIVE}, TOPICS, Limits(),
-    )  # fmt: skip
-    with psycopg.connect(db_url) as conn:
-        store_batch(conn, plan, None, lambda c, p, e: apply_alerts(c, p, e, "wearer-{}".format))
-
-
-def sos(db_url: str, device: str, seq: int, mode: str = "audible") -> None:
-    send(db_url, device, UplinkKind.ALARM,
-         Alarm(seq=seq, t=NOW, type="sos", mode=mode).model_dump_json())  # fmt: skip
 
 
 @pytest.fixture
@@ -145,7 +127,7 @@ def test_acknowledge_then_resolve_with_a_note_and_the_timeline_tells_it(
     client: TestClient, db: str
 ) -> None:
     mum = contact(client, "mum", "wearer-w00001")
-    sos(db, "w00001", 1, mode="silent")
+    press_sos(db, "w00001", 1, mode="silent")
     (alert,) = client.get("/v1/alerts", params={"status": "unresolved"}).json()["alerts"]
     assert (alert["kind"], alert["severity"], alert["tier"]) == ("sos_silent", "critical", 1)
     aid = alert["alert_id"]
@@ -186,7 +168,7 @@ def test_acknowledge_then_resolve_with_a_note_and_the_timeline_tells_it(
 
 def test_only_a_contact_caring_for_the_wearer_may_acknowledge(client: TestClient, db: str) -> None:
     stranger = contact(client, "stranger", "wearer-w00002")
-    sos(db, "w00001", 1)
+    press_sos(db, "w00001", 1)
     aid = client.get("/v1/alerts").json()["alerts"][0]["alert_id"]
     r = client.post(f"/v1/alerts/{aid}/acknowledge", json={"contact_id": stranger})
     assert r.status_code == 403
@@ -199,9 +181,9 @@ def test_the_care_feed_lists_unresolved_alerts_most_severe_first_with_counts(
     client: TestClient, db: str
 ) -> None:
     carer = contact(client, "carer", "wearer-w00001", "wearer-w00002", role="caregiver")
-    send(db, "w00002", UplinkKind.STATUS, Status(seq=1, t=NOW, bat=4).model_dump_json())
-    sos(db, "w00001", 2)
-    sos(db, "w00003", 3)  # not in this carer's care
+    ingest(db, "w00002", UplinkKind.STATUS, Status(seq=1, t=NOW, bat=4).model_dump_json())
+    press_sos(db, "w00001", 2)
+    press_sos(db, "w00003", 3)  # not in this carer's care
     feed = client.get(f"/v1/contacts/{carer}/alerts").json()
     assert [(a["wearer_id"], a["kind"]) for a in feed["alerts"]] == [
         ("wearer-w00001", "sos_audible"),
@@ -215,7 +197,7 @@ def test_the_care_feed_lists_unresolved_alerts_most_severe_first_with_counts(
 
 def test_alert_list_filters_and_pages(client: TestClient, db: str) -> None:
     for i, device in enumerate(["w00001", "w00002", "w00003"], start=1):
-        sos(db, device, i)
+        press_sos(db, device, i)
     page = client.get("/v1/alerts", params={"limit": 2}).json()
     assert len(page["alerts"]) == 2 and page["next_before"] is not None
     rest = client.get("/v1/alerts", params={"limit": 2, "before": page["next_before"]}).json()
