@@ -40,6 +40,27 @@ def pressed_alarms(s: dict) -> list[tuple[str, int]]:
     return sorted((d, a["seq"]) for d, dev in s["devices"].items() for a in dev["alarms"])
 
 
+def raised_alerts(db_url: str) -> dict[tuple[str, str], int]:
+    """(device, alert kind) → how many alarms the alert gathered (occurrences)."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT device_id, kind, occurrences FROM alerts").fetchall()
+    assert len(rows) == len({(d, k) for d, k, _ in rows})  # one alert per device and kind
+    return {(d, k): n for d, k, n in rows}
+
+
+def expected_alerts(s: dict) -> dict[tuple[str, str], int]:
+    """What the pressed alarms should raise: one alert per device and kind, every press
+    joining it once (a re-send joins nothing)."""
+    kinds = {"sos": lambda mode: f"sos_{mode}", "fall": lambda _: "fall",
+             "removed": lambda _: "removed"}  # fmt: skip
+    out: dict[tuple[str, str], int] = {}
+    for d, dev in s["devices"].items():
+        for a in dev["alarms"]:
+            key = (d, kinds[a["type"]](a["mode"]))
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
 def test_an_sos_the_broker_acked_then_lost_is_stored_once(
     tmp_path: Path, crashable_broker: MosquittoProcess, db_url: str, topic_prefix: str
 ) -> None:
@@ -65,6 +86,7 @@ def test_an_sos_the_broker_acked_then_lost_is_stored_once(
     assert alarm["sends"] >= 2  # the first copy died with the broker
     assert stored_alarms(db_url) == [("w00001", alarm["seq"])]
     assert count(db_url, "SELECT count(*) FROM events WHERE kind = 'alarm_sos'") == 1
+    assert raised_alerts(db_url) == {("w00001", "sos_silent"): 1}  # its alert, raised once
     assert s["devices"]["w00001"]["ui_events"] == []  # silent, receipt included
 
 
@@ -95,6 +117,7 @@ def test_many_watches_pressing_sos_through_two_broker_crashes(
     assert stored_alarms(db_url) == pressed_alarms(s)  # each once: no duplicates, none lost
     events = count(db_url, "SELECT count(*) FROM events WHERE kind LIKE 'alarm_%%'")
     assert events == len(pressed_alarms(s))  # one event per alarm, not per re-send
+    assert raised_alerts(db_url) == expected_alerts(s)  # no duplicate alerts, none missing
     assert ingestor.log().count("subscribed to") >= 3  # it rode out both crashes
 
 
@@ -124,6 +147,7 @@ def test_a_lost_receipt_brings_a_resend_that_is_deduplicated_and_receipted_again
     assert receipt.seqs == [77]
     assert count(db_url, "SELECT count(*) FROM alarms") == 1
     assert count(db_url, "SELECT count(*) FROM events") == 1
+    assert raised_alerts(db_url) == {("w00001", "sos_silent"): 1}
     assert "alarms_new=1," in ingestor.log()  # the re-send was a duplicate, not a new alarm
 
 
