@@ -2,8 +2,8 @@
 
 Uses the broker and database named by ANXIN_MQTT_URL / ANXIN_DATABASE_URL; where either is
 unset it starts an embedded one from a wheel (services/embedded/, docs/embedded.md). Then it
-migrates, provisions the demo wearers, and runs the ingestor, the API and a fleet of simulated
-watches as child processes — the same commands production runs. Ctrl-C (or --duration) stops
+migrates, provisions the demo wearers and contacts, and runs the ingestor, the notifier, the API
+and a fleet of simulated watches as child processes — the same commands production runs. Ctrl-C (or --duration) stops
 every child and every embedded server; nothing is left running.
 """
 
@@ -29,7 +29,7 @@ from geofences.geojson import fences_from_geojson
 from services.settings import Settings
 from services.storage.fences import save_fences
 from services.storage.migrate import migrate
-from services.storage.provisioning import demo_device_id, seed_demo
+from services.storage.provisioning import demo_device_id, seed_demo, seed_demo_contacts
 
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -76,6 +76,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             seed_demo(conn, args.devices)
             wearers = [f"wearer-{demo_device_id(i)}" for i in range(1, args.devices + 1)]
             save_fences(conn, fences_from_geojson(demo_fence_collection(wearers)), replace=True)
+            family, carer = seed_demo_contacts(conn, wearers)
         token = (
             settings.api_token.get_secret_value()
             if settings.api_token
@@ -94,14 +95,16 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         children: list[subprocess.Popen[bytes]] = []
         try:
             children.append(_child(["ingest"], env))
+            children.append(_child(["notify"], env))
             children.append(_child(["api"], env))
             base = f"http://{settings.api_host}:{settings.api_port}"
             if not _wait_http(f"{base}/healthz", 30):
                 print("the API did not come up; see the messages above", file=sys.stderr)
                 return 1
-            sim_args = ["--devices", str(args.devices), "--rate", str(args.rate), "--demo-homes"]
+            sim_args = ["--devices", str(args.devices), "--rate", str(args.rate), "--demo-homes",
+                        "--sos-every", "120"]  # fmt: skip
             children.append(_child(["sim", *sim_args], env))
-            _print_welcome(base, token, flavour.value, args.devices)
+            _print_welcome(base, token, flavour.value, args.devices, family, carer)
             deadline = time.monotonic() + args.duration if args.duration else None
             while not stop.wait(0.5):
                 if deadline and time.monotonic() >= deadline:
@@ -128,7 +131,9 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
             c.wait(5)
 
 
-def _print_welcome(base: str, token: str, flavour: str, devices: int) -> None:
+def _print_welcome(
+    base: str, token: str, flavour: str, devices: int, family: int, carer: int
+) -> None:
     print(
         f"""
 Anxin demo is running: {devices} simulated watches around Shanghai ({flavour} storage).
@@ -141,6 +146,12 @@ Anxin demo is running: {devices} simulated watches around Shanghai ({flavour} st
   curl -H 'Authorization: Bearer {token}' '{base}/v1/wearers/wearer-w00001/history?bucket_s=60'
   curl -H 'Authorization: Bearer {token}' {base}/v1/wearers/wearer-w00001/membership
   curl -H 'Authorization: Bearer {token}' {base}/v1/wearers/wearer-w00001/events
+
+  Alerts (a random SOS somewhere in the fleet about every 2 minutes; fences; battery):
+  curl -H 'Authorization: Bearer {token}' '{base}/v1/alerts?status=unresolved'
+  curl -H 'Authorization: Bearer {token}' {base}/v1/contacts/{carer}/alerts   (caregiver feed)
+  curl -N -H 'Authorization: Bearer {token}' {base}/v1/contacts/{carer}/feed  (live, SSE)
+  Demo contacts: family {family} (cares for wearer-w00001), caregiver {carer} (all wearers)
 
 Ctrl-C stops everything.
 """,

@@ -71,8 +71,11 @@ def test_demo_runs_everything_embedded_and_stops_clean(tmp_path: Path) -> None:
         devices = _get(f"{base}/v1/devices", token)["devices"]
         assert [d["device_id"] for d in devices] == ["w00001", "w00002", "w00003", "w00004"]
         assert all(d["online"] for d in devices)
+        carer = re.search(r"caregiver (\d+) \(all wearers\)", log_path.read_text()).group(1)  # type: ignore[union-attr]
+        feed = _get(f"{base}/v1/contacts/{carer}/alerts", token)
+        assert set(feed["counts"]) == {"total", "critical", "high", "medium", "low"}
         children = _descendants(demo.pid)
-        assert len(children) >= 4  # broker, database, ingestor, API, simulator
+        assert len(children) >= 5  # broker, database, ingestor, notifier, API, simulator
     finally:
         demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
         code = demo.wait(60)
