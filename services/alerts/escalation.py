@@ -103,7 +103,8 @@ def deliver_not_before(
     local = now.astimezone(zone)
     if not quiet.contains(local.time().replace(tzinfo=None)):
         return now
-    end = datetime.combine(local.date(), quiet.end, tzinfo=zone)
+    # fold: in the hour the clocks go back, the end is the pass of the hour ``local`` is in
+    end = datetime.combine(local.date(), quiet.end, tzinfo=zone).replace(fold=local.fold)
     if end <= local:
         end += timedelta(days=1)
     return end.astimezone(now.tzinfo)

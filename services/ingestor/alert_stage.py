@@ -87,7 +87,8 @@ def alert_changes(
         where = alarm_location(
             own,
             last_known.get(a.item.device_id),
-            decode_error=a.item.fix_error,
+            # a kept position was not refused: fix_error may only be about the alarm's time
+            decode_error=a.item.fix_error if pos is None else None,
             max_accuracy_m=bad_fix_accuracy_m,
         )
         reading = battery.get(a.item.device_id)

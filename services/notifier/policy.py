@@ -28,7 +28,10 @@ class AfterAttempt:
 def retry_delay_s(attempt: int, base_s: float, cap_s: float = RETRY_CAP_S) -> float:
     """Exponential backoff: base, 2×base, 4×base … capped. ``attempt`` is 1 for the first
     try; the delay is the wait before the next one."""
-    return min(base_s * 2 ** max(attempt - 1, 0), cap_s)
+    try:
+        return min(base_s * 2.0 ** max(attempt - 1, 0), cap_s)
+    except OverflowError:  # 2**1024 and up is past any float (a very large max_attempts)
+        return cap_s
 
 
 def after_attempt(
