@@ -40,11 +40,12 @@ SUBCOMMANDS: dict[tuple[str, ...], set[str]] = {
     ("db", "migrate"): set(),
     ("db", "seed-demo"): {"--devices"},
     ("ingest",): set(),
+    ("notify",): set(),
     ("api",): set(),
     ("sim",): {"--devices", "--rate"},
     ("demo",): set(),
 }
-ANXIN_SERVICES = {"migrate", "ingestor-1", "ingestor-2", "api", "seed", "sim"}
+ANXIN_SERVICES = {"migrate", "ingestor-1", "ingestor-2", "notifier", "api", "seed", "sim"}
 
 
 # --------------------------------------------------------------------------- helpers
