@@ -76,10 +76,14 @@ def alert_changes(
     wearer_of: Callable[[str], str | None],
     *,
     bad_fix_accuracy_m: float = 300.0,
+    worn_again: Mapping[str, datetime] | None = None,
 ) -> tuple[list[Trigger], list[Clear]]:
-    """Pure: the alert triggers and clears one batch calls for."""
+    """Pure: the alert triggers and clears one batch calls for. ``worn_again``: devices
+    with an open "removed" alert that now report being worn (when)."""
     triggers: list[Trigger] = []
     clears: list[Clear] = []
+    for device_id, t in (worn_again or {}).items():
+        clears.append(Clear(device_id, AlertKind.REMOVED, None, t, "worn again"))
     for a in events.alarms:
         alarm, pos = a.item.alarm, a.item.position
         own = Location(pos.lat, pos.lon, pos.acc, pos.t) if pos is not None else None
@@ -141,22 +145,29 @@ def apply_alerts(
 ) -> int:
     """Runs inside the batch transaction, after fixes, alarms and fence events are written
     and before device_state moves on. Returns the number of alerts opened."""
-    if not (events.alarms or events.crossings or plan.battery):
+    worn = [d for d, (_, on) in plan.worn.items() if on]
+    if not (events.alarms or events.crossings or plan.battery or worn):
         return 0
     open_battery: dict[str, Severity] = {}
-    if plan.battery:
-        for device_id, severity in conn.execute(
-            "SELECT device_id, severity FROM alerts WHERE kind = 'battery'"
+    worn_again: dict[str, datetime] = {}
+    if plan.battery or worn:
+        for device_id, kind, severity in conn.execute(
+            "SELECT device_id, kind, severity FROM alerts WHERE kind IN ('battery', 'removed')"
             " AND status <> 'resolved' AND device_id = ANY(%s)",
-            (list(plan.battery),),
+            (sorted(set(plan.battery) | set(worn)),),
         ):
-            open_battery[device_id] = Severity(severity)
-    if not events.alarms and not events.crossings and not _battery_matters(plan, open_battery):
+            if kind == "battery":
+                open_battery[device_id] = Severity(severity)
+            elif device_id in worn:
+                worn_again[device_id] = plan.worn[device_id][0]
+    if not (
+        events.alarms or events.crossings or worn_again or _battery_matters(plan, open_battery)
+    ):
         return 0
     last_known = _last_known(conn, plan, _devices(events, plan))
     triggers, clears = alert_changes(
         events, plan.battery, open_battery, last_known, wearer_of,
-        bad_fix_accuracy_m=bad_fix_accuracy_m,
+        bad_fix_accuracy_m=bad_fix_accuracy_m, worn_again=worn_again,
     )  # fmt: skip
     if not triggers and not clears:
         return 0

@@ -37,6 +37,7 @@ class BatchPlan:
     seen: dict[str, Seen] = field(default_factory=dict)
     newest_fix: dict[str, FixIn] = field(default_factory=dict)
     battery: dict[str, Battery] = field(default_factory=dict)
+    worn: dict[str, tuple[datetime, bool]] = field(default_factory=dict)  # newest "worn" flag
 
     @property
     def fix_days(self) -> set[date]:
@@ -82,6 +83,10 @@ def plan_batch(items: Iterable[Item]) -> BatchPlan:
         elif isinstance(item, StatusIn):
             s = item.status
             _note_battery(plan, item.device_id, Battery(s.t, s.bat, s.charging))
+            if s.worn is not None:
+                prior_worn = plan.worn.get(item.device_id)
+                if prior_worn is None or s.t >= prior_worn[0]:
+                    plan.worn[item.device_id] = (s.t, s.worn)
         elif isinstance(item, AckIn):
             plan.acks.append(item)
     return plan

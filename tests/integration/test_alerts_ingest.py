@@ -62,9 +62,10 @@ class Stack:
         a = Alarm(seq=self.seq, t=T0 + timedelta(minutes=minutes), type=type_, mode=mode, fix=fix)
         return (UplinkKind.ALARM, a.model_dump_json())
 
-    def status(self, minutes: float, bat: int, charging: bool = False):
+    def status(self, minutes: float, bat: int, charging: bool = False, worn: bool | None = None):
         self.seq += 1
-        s = Status(seq=self.seq, t=T0 + timedelta(minutes=minutes), bat=bat, charging=charging)
+        s = Status(seq=self.seq, t=T0 + timedelta(minutes=minutes), bat=bat, charging=charging,
+                   worn=worn)  # fmt: skip
         return (UplinkKind.STATUS, s.model_dump_json())
 
     def alerts(self) -> list[dict]:
@@ -229,3 +230,13 @@ def test_feed_rows_follow_commit_order(stack: Stack) -> None:
     rows = stack.conn.execute("SELECT feed_id, type FROM alert_feed ORDER BY feed_id").fetchall()
     assert [t for _, t in rows] == ["alert.opened", "alert.opened", "alert.resolved"]
     assert [i for i, _ in rows] == sorted(i for i, _ in rows)
+
+
+def test_a_watch_taken_off_alerts_and_putting_it_back_on_resolves_it(stack: Stack) -> None:
+    stack.send(stack.status(0, 80, worn=True))  # worn, nothing open: nothing happens
+    stack.send(stack.alarm(1, type_="removed"), stack.status(1, 80, worn=False))
+    (a,) = stack.alerts()
+    assert (a["kind"], a["severity"], a["status"]) == ("removed", "high", "open")
+    stack.send(stack.status(5, 80, worn=True))
+    (a,) = stack.alerts()
+    assert (a["status"], a["auto_resolved"]) == ("resolved", True)
