@@ -13,8 +13,20 @@ GeofenceHandler and GeofenceEventHandler apart for the same reason).
     anything in between             →   UNCERTAIN  →  membership stands; a pending exit
                                                      restarts (the dwell must be unbroken)
 
-An unknown state, and a fence its schedule has just switched on, count as the "good" state:
-inside a safe fence, outside a no-go fence.
+First sight: a (device, fence) never decided (``inside`` None) is decided by what its fixes
+say, with no assumption about before; the only event it can fire is entering a no-go fence:
+
+    unknown + INSIDE    safe: inside, nothing fires        no-go: inside, ENTER (in danger)
+    unknown + OUTSIDE   outside once OUTSIDE has lasted dwell_s (as for an exit, so that one
+                        stray fix does not count), nothing fires: nobody "left the clinic" who
+                        was never seen in it
+    unknown + UNCERTAIN stays unknown (a pending run of OUTSIDE restarts)
+
+A fence its schedule switches on is different: the wearer is taken to be in the good state
+(inside a safe fence, outside a no-go fence) from that fix on, so a wearer already out of a
+safe fence when it switches on raises the exit after the dwell. That assumption is recorded as
+an ordinary state (``inside`` True or False, ``since`` the fix), so it survives UNCERTAIN
+fixes and the store needs nothing new.
 """
 
 from __future__ import annotations
@@ -93,8 +105,8 @@ def fence_decision(
         state = _state(prior, prior.inside, prior.since, prior.pending_exit_since, active=False)
         return outcome(state if prior.active else prior, ignored=INACTIVE)
 
-    # Switching on resets to "unknown", which counts as the good state (see module doc).
-    base = prior if prior.active else FenceState(version=prior.version)
+    # Switching on: the wearer is taken to be in the good state from now (see module doc).
+    base = prior if prior.active else _switched_on(fence, prior, fix.t)
     state, transition = step(fence, base, obs, fix.t)
     return outcome(state, transition)
 
@@ -112,34 +124,40 @@ def _state(
     return FenceState(inside, since, pending, active, base.version)
 
 
+def _switched_on(fence: Fence, prior: FenceState, t: datetime) -> FenceState:
+    """The state a fence starts from when its schedule switches on: the good state."""
+    return FenceState(fence.kind == FenceKind.SAFE, t, None, True, prior.version)
+
+
 def step(
     fence: Fence, base: FenceState, obs: Observation, t: datetime
 ) -> tuple[FenceState, Transition | None]:
     """The membership automaton for an active fence (``base`` already active)."""
-    good_inside = fence.kind == FenceKind.SAFE
-    was_inside = good_inside if base.inside is None else base.inside
-    if obs is Observation.INSIDE:
-        if base.inside is True and base.pending_exit_since is None:
-            return base, None
-        since = base.since if base.inside is True else t
-        return _state(base, True, since, None), (None if was_inside else Transition.ENTER)
-    if obs is Observation.OUTSIDE:
-        if not was_inside:
-            if base.inside is False:
-                return base, None
-            return _state(base, False, t, None), None
-        start = base.pending_exit_since or t
-        if (t - start).total_seconds() >= fence.dwell_s:
-            # Outside since the first OUTSIDE fix of the run, not since the fix that counted.
-            return _state(base, False, start, None), Transition.EXIT
-        if base.pending_exit_since is None:
-            return _state(base, base.inside, base.since, start), None
+    if obs is Observation.UNCERTAIN:
+        # Membership (or its absence) stands, but a pending exit restarts. An exit counts only
+        # after dwell_s of *uninterrupted* definite OUTSIDE fixes, so a watch indoors whose
+        # jitter now and then lands a fix far outside never adds up two stray fixes into an exit.
+        if base.pending_exit_since is not None:
+            return _state(base, base.inside, base.since, None), None
         return base, None
-    # UNCERTAIN: membership stands, but a pending exit restarts. An exit counts only after
-    # dwell_s of *uninterrupted* definite OUTSIDE fixes, so a watch indoors whose jitter now
-    # and then lands a fix far outside never adds up two stray fixes into an exit.
-    if base.pending_exit_since is not None:
-        return _state(base, base.inside, base.since, None), None
+    if obs is Observation.INSIDE:
+        if base.inside is True:
+            if base.pending_exit_since is not None:  # back in: the pending exit is cancelled
+                return _state(base, True, base.since, None), None
+            return base, None
+        # From outside: ENTER. At first sight only into a no-go fence (see module doc).
+        fires = base.inside is False or fence.kind == FenceKind.NOGO
+        return _state(base, True, t, None), (Transition.ENTER if fires else None)
+    # OUTSIDE, from inside or at first sight: it counts after dwell_s of unbroken OUTSIDE.
+    if base.inside is False:
+        return base, None
+    start = base.pending_exit_since or t
+    if (t - start).total_seconds() >= fence.dwell_s:
+        # Outside since the first OUTSIDE fix of the run, not since the fix that counted; an
+        # exit only if she was (or, at a switch-on, is taken to have been) inside.
+        return _state(base, False, start, None), (Transition.EXIT if base.inside else None)
+    if base.pending_exit_since is None:
+        return _state(base, base.inside, base.since, start), None
     return base, None
 
 

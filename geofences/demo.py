@@ -62,8 +62,14 @@ PARK_POND: list[Pos] = [
 ]  # fmt: skip
 CLINIC: Pos = (121.4440, 31.2505)  # a community health service centre
 CLINIC_RADIUS_M = 60.0
-HOME_SIZE_M = (56.0, 44.0)  # a residential block; see docs/geofences.md on small fences
+# A residential compound: big enough that a watch indoors at its centre with 30–50 m accuracy
+# is decided INSIDE (acc + margin ≤ 100 m from the long edges), so the first-sight rule finds
+# the wearer at home. Its corners reach HOME_REACH_M from the centre, whatever the rotation.
+HOME_SIZE_M = (240.0, 200.0)
 HOME_MARGIN_M = 10.0
+HOME_REACH_M = math.hypot(*HOME_SIZE_M) / 2
+HOME_CLEAR_M = 20.0  # between a home fence and the neighbourhood's edge, the park, the clinic
+HOME_CLEAR_NOGO_M = 50.0  # between a home fence and a no-go fence
 NIGHT = Schedule(tz="Asia/Shanghai", windows=(TimeWindow(time(21, 0), time(7, 0)),))
 
 
@@ -108,16 +114,20 @@ def _polygon(points: Sequence[Pos]) -> list[list[float]]:
 
 @lru_cache(maxsize=1)
 def _home_area() -> tuple[shapely.Geometry, shapely.Geometry]:
-    """Where homes may be (≥ 80 m inside the neighbourhood) and where not (≤ 150 m from a
-    no-go fence, ≤ 40 m from the park or the clinic), in FRAME metres."""
+    """Where home centres may be, in FRAME metres: far enough inside the neighbourhood that
+    the whole home fence is in it with 20 m to spare, and not so near a no-go fence (50 m to
+    spare), the park or the clinic (20 m) that the home fence would touch them."""
 
     def poly(ring: Sequence[Sequence[float]]) -> shapely.Polygon:
         return shapely.Polygon([_xy((p[0], p[1])) for p in ring])
 
     nogo = [poly(band(line, w)) for line, w in _NOGO_LINES]
     places = [poly(PARK), shapely.Point(_xy(CLINIC)).buffer(CLINIC_RADIUS_M)]
-    excluded = shapely.union_all([g.buffer(150) for g in nogo] + [g.buffer(40) for g in places])
-    area = poly(NEIGHBOURHOOD).buffer(-80)
+    excluded = shapely.union_all(
+        [g.buffer(HOME_REACH_M + HOME_CLEAR_NOGO_M) for g in nogo]
+        + [g.buffer(HOME_REACH_M + HOME_CLEAR_M) for g in places]
+    )
+    area = poly(NEIGHBOURHOOD).buffer(-(HOME_REACH_M + HOME_CLEAR_M))
     shapely.prepare(area)
     shapely.prepare(excluded)
     return area, excluded
@@ -171,7 +181,7 @@ def demo_home(wearer_id_or_index: str | int) -> tuple[float, float]:
 
 
 def _home_ring(k: int) -> list[list[float]]:
-    """A residential block around home k, turned by a per-home angle."""
+    """The residential compound around home k, turned by a per-home angle."""
     cx, cy = _home_xy(k)
     w, h = HOME_SIZE_M[0] / 2, HOME_SIZE_M[1] / 2
     a = math.radians((k * 37) % 90)

@@ -69,10 +69,11 @@ class Fence:
 class FenceState:
     """What the engine remembers per (device, fence) between fixes.
 
-    ``inside`` is the last definite membership (None: never decided). ``pending_exit_since``
-    is the device time of the first OUTSIDE observation of a dwell that has not yet counted.
-    ``active`` is whether the fence's schedule was on at the last decision, so that switching
-    on while the wearer is already out raises the exit."""
+    ``inside`` is the last definite membership, or the good state assumed when the fence's
+    schedule switched on (None: never decided). ``pending_exit_since`` is the device time of
+    the first OUTSIDE observation of a dwell that has not yet counted. ``active`` is whether
+    the fence's schedule was on at the last decision, so that switching on while the wearer
+    is already out raises the exit."""
 
     inside: bool | None = None
     since: datetime | None = None

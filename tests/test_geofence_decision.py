@@ -100,38 +100,90 @@ def test_circle_distance_is_radius_minus_distance_from_centre():
     )
 
 
-# -- the unknown state counts as the good state ----------------------------------------------
+# -- first sight: a never-decided state takes the first definite fix as it is ---------------
 def test_first_inside_of_a_safe_fence_fires_nothing():
     d = decide_one(fence_(), UNKNOWN, deep_in(fence_()))
     assert d.transition is None
     assert d.state.inside is True and d.state.since == at(0)
 
 
-def test_first_outside_of_a_safe_fence_starts_a_pending_exit():
-    f = fence_()
+def test_first_sight_outside_a_safe_fence_records_outside_and_fires_nothing():
+    f = fence_(dwell_s=0.0)
     d = decide_one(f, UNKNOWN, far_out(f))
     assert d.transition is None
-    assert d.state.pending_exit_since == at(0)
+    assert d.state == FenceState(inside=False, since=at(0))
+
+
+def test_first_sight_outside_counts_after_the_dwell_like_an_exit_but_fires_nothing():
+    f = fence_(dwell_s=60.0)
+    state, fired = run(f, [far_out(f, 0), far_out(f, 30)])
+    assert fired == [] and state == FenceState(pending_exit_since=at(0))  # not yet decided
+    state, fired = run(f, [far_out(f, 60)], state)
+    assert fired == [] and state == FenceState(inside=False, since=at(0))
+
+
+def test_one_stray_outside_fix_before_the_first_inside_fires_no_enter():
+    """At home indoors, a cell fix that lands 300 m away, then a good wifi fix at home: she
+    was home all along, and a family must not read "arrived home"."""
+    f = fence_(dwell_s=60.0)
+    stray, home = far_out(f, 0, acc=150.0), deep_in(f, 20, acc=30.0)
+    state, fired = run(f, [stray, home])
+    assert fired == [] and state == FenceState(inside=True, since=at(20))
+
+
+def test_a_wearer_never_seen_in_a_safe_fence_never_gets_an_exit_however_long_she_is_out():
+    """The demo's false alarm: the first fix far from the clinic, then an hour away from it."""
+    for dwell in (0.0, 60.0):
+        f = fence_(dwell_s=dwell)
+        state, fired = run(f, [far_out(f, t) for t in range(0, 3600, 30)])
+        assert fired == []
+        assert state == FenceState(inside=False, since=at(0))
+
+
+def test_uncertain_fixes_before_the_first_outside_do_not_make_it_an_exit():
+    f = fence_(dwell_s=0.0)
+    straddling = [fix_xy(f, 200.0, 0.0, at(t), 50.0) for t in (0, 30)]
+    _, fired = run(f, [*straddling, far_out(f, 60), far_out(f, 120)])
+    assert fired == []
+
+
+def test_first_seen_outside_a_safe_fence_then_a_real_entry_and_exit_both_fire():
+    f = fence_(dwell_s=0.0)
+    _, fired = run(f, [far_out(f, 0), deep_in(f, 60), far_out(f, 120)])
+    assert fired == [(Transition.ENTER, at(60)), (Transition.EXIT, at(120))]
 
 
 def test_first_inside_of_a_nogo_fence_fires_enter_at_once():
     f = fence_(kind="nogo")
     d = decide_one(f, UNKNOWN, deep_in(f))
     assert d.transition is Transition.ENTER
-    assert d.state.inside is True
+    assert d.state == FenceState(inside=True, since=at(0))
 
 
 def test_first_outside_of_a_nogo_fence_fires_nothing():
     f = fence_(kind="nogo")
     d = decide_one(f, UNKNOWN, far_out(f))
-    assert d.transition is None and d.state.inside is False
+    assert d.transition is None and d.state == FenceState(inside=False, since=at(0))
 
 
-def test_uncertain_on_an_unknown_state_leaves_it_unknown():
-    f = fence_()
+@pytest.mark.parametrize("kind", ["safe", "nogo"])
+def test_uncertain_on_an_unknown_state_leaves_it_unknown(kind):
+    f = fence_(kind=kind)
     d = decide_one(f, UNKNOWN, fix_xy(f, 195.0, 0.0, at(0), 40.0))
     assert d.observation is Observation.UNCERTAIN
-    assert d.state == UNKNOWN
+    assert d.transition is None and d.state == UNKNOWN
+
+
+def test_an_unknown_state_with_an_exit_pending_from_before_the_rule_fires_nothing():
+    """Stored by the old rules (unknown counted as inside): the pending run now counts as a
+    first sight outside."""
+    f = fence_(dwell_s=60.0)
+    legacy = FenceState(pending_exit_since=at(-600), version=5)
+    d = decide_one(f, legacy, far_out(f, 0))
+    assert d.transition is None
+    assert d.state == FenceState(inside=False, since=at(-600), version=5)
+    d = decide_one(f, legacy, fix_xy(f, 200.0, 0.0, at(0), 50.0))  # UNCERTAIN: restarts
+    assert d.state == FenceState(version=5)
 
 
 # -- dwell -----------------------------------------------------------------------------------
@@ -257,12 +309,47 @@ def test_activation_while_inside_fires_nothing():
     assert fired == []
 
 
-def test_activation_with_an_uncertain_fix_resets_to_unknown():
+def test_activation_of_a_never_decided_safe_fence_while_outside_raises_the_exit():
+    """The issue's rule: a scheduled fence that becomes active while the wearer is already
+    outside raises the exit, even if she was never seen in it (first fix by day, out)."""
+    f = fence_(schedule=NIGHT, dwell_s=60.0)
+    state, fired = run(f, [far_out(f, 0)])  # Monday 12:00: inactive, never decided
+    assert fired == [] and state == FenceState(active=False)
+    state, fired = run(f, [far_out(f, EVENING + 5), far_out(f, EVENING + 30)], state)
+    assert fired == [] and state.pending_exit_since == at(EVENING + 5)
+    state, fired = run(f, [far_out(f, EVENING + 65)], state)
+    assert fired == [(Transition.EXIT, at(EVENING + 65))]
+    assert state == FenceState(inside=False, since=at(EVENING + 5))
+
+
+def test_a_scheduled_fence_first_seen_in_its_window_follows_the_first_sight_rule():
+    """Not a switch-on: the first fix ever already falls in the window (a new fence, a new
+    watch), so a wearer out of it was never seen in it and nothing fires."""
+    f = fence_(schedule=NIGHT, dwell_s=0.0)
+    state, fired = run(f, [far_out(f, EVENING + t) for t in (5, 60, 600)])
+    assert fired == [] and state == FenceState(inside=False, since=at(EVENING + 5))
+
+
+def test_activation_with_an_uncertain_fix_assumes_the_good_state():
     f = fence_(schedule=NIGHT)
     prior = FenceState(inside=False, since=at(-60), active=False, version=7)
     d = decide_one(f, prior, fix_xy(f, 200.0, 0.0, at(EVENING + 1), 50.0))
     assert d.transition is None
-    assert d.state == FenceState(version=7)
+    assert d.state == FenceState(inside=True, since=at(EVENING + 1), version=7)
+
+
+def test_the_good_state_assumed_at_activation_survives_uncertain_fixes():
+    f = fence_(schedule=NIGHT, dwell_s=60.0)
+    straddling = [fix_xy(f, 200.0, 0.0, at(EVENING + t), 50.0) for t in (1, 30)]
+    out_ = [far_out(f, EVENING + t) for t in (60, 120)]
+    _, fired = run(f, [*straddling, *out_], FenceState(active=False))
+    assert fired == [(Transition.EXIT, at(EVENING + 120))]
+
+
+def test_a_nogo_fence_switching_on_while_the_wearer_is_out_of_it_fires_nothing():
+    f = fence_(kind="nogo", schedule=NIGHT)
+    state, fired = run(f, [far_out(f, 0), far_out(f, EVENING + 1)])
+    assert fired == [] and state == FenceState(inside=False, since=at(EVENING + 1))
 
 
 def test_a_nogo_fence_switching_on_while_the_wearer_is_in_it_fires_enter():

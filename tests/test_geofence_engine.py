@@ -5,6 +5,7 @@ docs/geofences.md says (against Vincenty's ellipsoidal distance, written out ind
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from datetime import datetime, time, timedelta
 
@@ -152,6 +153,15 @@ def test_many_changes_reuse_slots_and_compact_the_boundary_pool() -> None:
 
 # -- the batch engine decides exactly as the pure step, in device-time order ------------------
 NIGHT = Schedule(tz="Asia/Shanghai", windows=(TimeWindow(time(21, 0), time(7, 0)),))
+PRIORS = [
+    None,  # never stored: unknown
+    FenceState(inside=True, since=at(0), version=3),
+    FenceState(inside=False, since=at(0)),
+    FenceState(inside=True, since=at(0), pending_exit_since=at(600)),
+    FenceState(active=False),
+    FenceState(inside=False, since=at(0), active=False),
+    FenceState(pending_exit_since=at(0)),  # unknown with an exit pending (stored by old rules)
+]
 
 
 @settings(max_examples=60, deadline=None)
@@ -181,10 +191,11 @@ def test_decide_batch_equals_fence_decision_step_by_step(data: st.DataObject) ->
                 dev, {"d1": "w1", "d2": "w2"}[dev], FixSample(t, float(lat[0]), float(lon[0]), acc)
             )
         )
-    states = {
-        ("d1", "f0"): FenceState(inside=True, version=3),
-        ("d2", "f1"): FenceState(active=False),
-    }
+    states = {}
+    for dev, f in itertools.product(("d1", "d2"), fence_list):
+        prior = data.draw(st.sampled_from(PRIORS))
+        if prior is not None:
+            states[(dev, f.fence_id)] = prior
     newest = {"d1": at(1800), "d2": None}
     out = decide_batch(index, fixes, states, newest)
 
@@ -224,7 +235,8 @@ def test_a_batch_orders_each_device_and_drops_late_and_duplicate_fixes() -> None
         return DeviceFix("d", "w", FixSample(at(t), float(lat), float(lon), 10.0))
 
     batch = [fix(30, 0.0), fix(10, 600.0), fix(20, 0.0), fix(20, 600.0), fix(5, 0.0)]
-    out = decide_batch(index, batch, {}, {"d": at(5)})
+    home = {("d", "fence-1"): FenceState(inside=True, since=at(0))}
+    out = decide_batch(index, batch, home, {"d": at(5)})
     # In time order: 10 out (exit), 20 in (enter), 20 again (duplicate: dropped), 30 in.
     assert [(d.transition, df.fix.t) for df, d in out.transitions] == [
         ("exit", at(10)),

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from geofences.batch import decide_batch
-from geofences.decision import fence_decision
+from geofences.decision import fence_decision, observe
 from geofences.engine import FenceIndex
 from geofences.metric import CompiledFence, compile_fence, scalar_signed_distance
-from geofences.model import DeviceFix, Fence, FenceKind, FenceState, FixSample, Transition
-from tests.test_geofence_strategies import ORIGIN, T0, at, fences, square_fence
+from geofences.model import (
+    DeviceFix,
+    Fence,
+    FenceKind,
+    FenceState,
+    FixSample,
+    Observation,
+    Schedule,
+    TimeWindow,
+    Transition,
+)
+from geofences.schedule import is_active
+from tests.test_geofence_strategies import ORIGIN, T0, at, fences, points_near, square_fence
 
 SETTINGS = settings(max_examples=120, deadline=None)
 
@@ -124,9 +135,10 @@ def test_jitter_of_any_amplitude_without_a_crossing_fires_nothing(
     _, d_true = sample(cf, px, py, T0, 0.0)
     assume(abs(d_true) >= 0.01)
     truly_inside = d_true > 0
-    good_inside = fence.kind == FenceKind.SAFE
+    # Unknown is a fair start unless she is truly in a no-go fence (first sight fires ENTER).
+    first_sight_is_quiet = fence.kind == FenceKind.SAFE or not truly_inside
     priors = [FenceState(inside=truly_inside, since=T0)] + (
-        [FenceState()] if truly_inside == good_inside else []
+        [FenceState()] if first_sight_is_quiet else []
     )
     prior = data.draw(st.sampled_from(priors))
     fixes, t = [], 0.0
@@ -157,6 +169,8 @@ def test_a_real_crossing_and_a_stay_fire_exactly_one_transition(
     stay_acc = 150.0 if leaving else min(150.0, (d_centre - fence.margin_m) / 2)
 
     fixes, t = [], 0.0
+    if leaving:  # a real exit needs her seen inside first: one good fix at the centre
+        fixes.append(sample(cf, cx, cy, T0, min(50.0, (d_centre - fence.margin_m) / 2))[0])
     for s in sorted(data.draw(st.lists(st.floats(0.0, 1.0), max_size=25))):  # monotone path
         x, y = start[0] + s * (end[0] - start[0]), start[1] + s * (end[1] - start[1])
         acc = data.draw(st.floats(1.0, 150.0))
@@ -248,3 +262,38 @@ def test_with_a_dwell_a_late_inside_fix_cannot_cancel_an_exit_already_counted():
     assert replay(fence, cf, in_order, FenceState(inside=True))[1] == []
     late = [out_[0], out_[1], out_[2], back_in]
     assert replay(fence, cf, late, FenceState(inside=True))[1] == [(Transition.EXIT, at(70))]
+
+
+# -- 5. a wearer never seen inside a safe fence is never reported leaving it -----------------
+NIGHT = Schedule(tz="Asia/Shanghai", windows=(TimeWindow(time(21, 0), time(7, 0)),))
+
+
+@SETTINGS
+@given(fences(), st.sampled_from([None, NIGHT]), st.sampled_from([0.0, 60.0, 600.0]), st.data())
+def test_a_wearer_definitely_outside_a_safe_fence_from_the_first_fix_never_exits(
+    fence: Fence, schedule: Schedule | None, dwell: float, data: st.DataObject
+) -> None:
+    """Every fix definitely OUTSIDE (and some UNCERTAIN ones between them): nobody saw her in
+    it, so nobody may be told she left, except when a schedule switches the fence on while she
+    is out (the issue's rule: that raises the exit)."""
+    fence = dataclasses.replace(fence, kind=FenceKind.SAFE, dwell_s=dwell, schedule=schedule)
+    cf = compile_fence(fence)
+    fixes, t = [], 0.0
+    for seed in data.draw(st.lists(st.integers(0, 10_000), min_size=1, max_size=30)):
+        t += data.draw(st.floats(1.0, 3 * 3600.0))  # over a day or two: windows open and close
+        lat, lon = points_near(fence, 1, seed)
+        acc = data.draw(st.floats(0.0, 300.0))
+        fix = FixSample(at(t), float(lat[0]), float(lon[0]), acc)
+        obs = observe(scalar_signed_distance(cf, fix.lat, fix.lon), acc, fence.margin_m)
+        if obs is Observation.OUTSIDE or (obs is Observation.UNCERTAIN and fixes):
+            fixes.append(fix)
+    assume(fixes)
+    _, fired = replay(fence, cf, fixes)
+    batch = [DeviceFix("dev", fence.wearer_id, f) for f in data.draw(st.permutations(fixes))]
+    out = decide_batch(FenceIndex([fence], threads=1), batch, {}, {})
+    assert [(d.transition, df.fix.t) for df, d in out.transitions] == fired
+    assert Transition.ENTER not in [tr for tr, _ in fired]
+    for _, when in fired:  # an exit only after the schedule was seen off, then on
+        assert any(not is_active(schedule, f.t) for f in fixes if f.t < when)
+    if schedule is None:
+        assert fired == []
