@@ -136,6 +136,11 @@ def test_a_retried_batch_is_not_charged_twice() -> None:
     assert len(plan.fixes) == 5
 
 
+def test_a_fresh_limiter_is_a_limiter() -> None:
+    """No ``__len__``: an empty limiter must not read as "no limiter" in ``if limiter:``."""
+    assert FloodLimiter(rate_per_s=1, burst=1)
+
+
 def test_without_a_trial_nothing_is_limited() -> None:
     plan = prepare_batch([fix_msg("w1", s, at=0) for s in range(500)], ACCESS, TOPICS, Limits())
     assert len(plan.fixes) == 500
@@ -147,7 +152,7 @@ def test_memory_is_bounded_by_the_tracked_devices() -> None:
         trial = limiter.trial()
         trial.charge(f"d{i}", 0.0, 0.0)
         trial.commit()
-    assert len(limiter) == 3
+    assert limiter.tracked_devices == 3
     assert limiter.bucket("d9") is not None and limiter.bucket("d0") is None
 
 

@@ -60,7 +60,8 @@ class FloodLimiter:
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
         self._unreported: Counter[str] = Counter()
 
-    def __len__(self) -> int:
+    @property
+    def tracked_devices(self) -> int:
         return len(self._buckets)
 
     def trial(self) -> FloodTrial:

@@ -6,10 +6,13 @@ Reliability rules (docs/reliability.md):
 - manual acknowledgement, only after the batch's transaction has committed; messages received
   on an earlier connection are never acked on a later one (their packet ids are meaningless
   there: the broker redelivers them and the unique keys drop the copies);
-- ``ReceiveMaximum`` (``ANXIN_INGESTOR_RECEIVE_MAXIMUM``, default twice the batch size, never
-  below it, so batches fill): the broker never hands us more unacknowledged messages than that,
-  so what we hold in memory is bounded even while the database is down and we retry; the rest
-  waits in the broker. ``Counters.held_max`` records the most ever held;
+- a bounded buffer: ``ReceiveMaximum`` (``ANXIN_INGESTOR_RECEIVE_MAXIMUM``, default twice the
+  batch size, never below it, so batches fill) asks the broker for at most that many
+  unacknowledged messages, and the ingestor enforces the same bound itself, because Mosquitto
+  2.0.11 overshoots it when it drains its queue after a stall: at the bound the network thread
+  waits until a batch is finished, and TCP backpressure leaves the rest in the broker. So what
+  we hold in memory stays bounded while the database is down and we retry;
+  ``Counters.held_max`` records the most ever held;
 - a per-device flood limit (flood.py): the excess is dead-lettered and counted, alarms pass.
 """
 
@@ -50,6 +53,9 @@ from services.storage.partitions import (
 
 log = logging.getLogger("anxin.ingestor")
 MAINTENANCE_EVERY_S = 3600.0
+# How long one attempt waits for a database connection before it counts as an outage (logged,
+# then retried with backoff); also bounds how late a SIGTERM is noticed during an outage.
+CONNECT_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,10 @@ class Ingestor:
             if settings.device_rate_per_s > 0
             else None
         )
-        self._in_hand = 0
+        self._held = 0  # messages received and not yet finished (acked or given up)
+        self._room = threading.Condition()  # signalled when a batch is finished
+        self._closing = False
+        self._full_logged_at = float("-inf")
         self.connected = threading.Event()
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._generation = 0
@@ -182,12 +191,26 @@ class Ingestor:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
+        self._wait_for_room()
         received = Received(topic, bytes(msg.payload), datetime.now(UTC))
         self._inbox.put(Inbound(received, msg.mid, msg.qos, self._generation))
         self._last_message_at = time.monotonic()
-        held = self._inbox.qsize() + self._in_hand
-        if held > self.counters.held_max:
-            self.counters.held_max = held
+
+    def _wait_for_room(self) -> None:
+        """The bounded buffer, on the network thread: at the bound, stop reading (the broker
+        keeps the rest) until the main loop finishes a batch."""
+        with self._room:
+            while self._held >= self.receive_maximum and not self._closing:
+                if time.monotonic() - self._full_logged_at > 10:
+                    self._full_logged_at = time.monotonic()
+                    log.warning(
+                        "holding %d unacknowledged messages, the bound: reading paused until"
+                        " a batch is stored",
+                        self._held,
+                    )
+                self._room.wait(1.0)
+            self._held += 1
+            self.counters.held_max = max(self.counters.held_max, self._held)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -226,13 +249,16 @@ class Ingestor:
             if leave_group:
                 self._leave_group()
         finally:
+            with self._room:  # a network thread waiting for room must not block the exit
+                self._closing = True
+                self._room.notify_all()
             self._client.disconnect(properties=self._disconnect_properties(leave_group))
             self._client.loop_stop()
             self._pool.close()
             log.info("stopped: %s", self.counters)
 
     def _report_floods(self) -> None:
-        report = self._flood.take_report() if self._flood else None
+        report = self._flood.take_report() if self._flood is not None else None
         if report:
             top = ", ".join(f"{d} ×{n}" for d, n in report.most_common(5))
             log.warning(
@@ -291,7 +317,6 @@ class Ingestor:
     def _handle(self, batch: list[Inbound], stop: threading.Event) -> None:
         """Store the batch, retrying while the database is away, then confirm it."""
         received = [b.received for b in batch]
-        self._in_hand = len(batch)
         delay = 0.5
         while True:
             try:
@@ -305,6 +330,7 @@ class Ingestor:
                 self.counters.store_retries += 1
                 log.warning("database unavailable (%s); retrying in %.1f s", err, delay)
             if stop.wait(delay):
+                self._release(len(batch))
                 return  # unacked: the broker redelivers to our session after restart
             delay = min(delay * 2, 10.0)
         self._confirm(batch, plan)
@@ -334,12 +360,12 @@ class Ingestor:
         return merged
 
     def _store(self, received: list[Received]) -> BatchPlan:
-        with self._pool.connection() as conn:
+        with self._pool.connection(timeout=CONNECT_WAIT_S) as conn:
             access = self._access.lookup(conn, topic_devices(received, self.topics))
             conn.commit()
             self._fences.refresh(conn)
             conn.commit()
-            flood = self._flood.trial() if self._flood else None
+            flood = self._flood.trial() if self._flood is not None else None
             plan = prepare_batch(received, access, self.topics, self.limits, flood)
             self._ensure_partitions(conn, plan)
             result = store_batch(conn, plan, self._fence_step)
@@ -380,10 +406,15 @@ class Ingestor:
             )
             self.counters.receipts += 1
         generation = self._generation
+        self._release(len(batch))  # before the acks: the broker sends more only after them
         for b in batch:
             if b.qos > 0 and b.generation == generation:
                 self._client.ack(b.mid, b.qos)
-        self._in_hand = 0
+
+    def _release(self, n: int) -> None:
+        with self._room:
+            self._held -= n
+            self._room.notify_all()
 
     def _maintenance(self) -> None:
         try:

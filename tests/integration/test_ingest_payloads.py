@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from services.protocol import Fix, Topics, UplinkKind
-from services.storage.provisioning import seed_demo
 from tests.support.broker import MosquittoProcess
 from tests.support.procs import AnxinProcess
-from tests.support.stack import Watch, count, start_ingestor, wait_for
-
-
-@pytest.fixture
-def stack(
-    tmp_path: Path, broker: MosquittoProcess, db_url: str, topic_prefix: str
-) -> Iterator[tuple[AnxinProcess, str]]:
-    with psycopg.connect(db_url) as conn:
-        seed_demo(conn, 3)
-    ingestor = start_ingestor(tmp_path, broker.url, db_url, topic_prefix)
-    yield ingestor, db_url
-    ingestor.stop()
+from tests.support.stack import Watch, count, wait_for
 
 
 def _fix(seq: int, t: datetime, lat: float = 31.2) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -14,9 +15,18 @@ from tests.support.procs import ROOT, free_port
 PROJECT_CONF = ROOT / "deploy" / "mosquitto.conf"
 
 
-def project_config(port: int, data_dir: Path, autosave_interval: int | None = None) -> str:
-    """The project's config with only the listener and the data directory changed."""
+def project_config(
+    port: int, data_dir: Path, autosave_interval: int | None = None, keep_root: bool = False
+) -> str:
+    """The project's config with only the listener and the data directory changed.
+
+    ``keep_root``: started as root, Mosquitto drops to the ``mosquitto`` user, which cannot
+    write its snapshot into pytest's root-only tmp directories ("Error: Permission denied" in
+    its log, and a restart finds no sessions). A test that restarts the broker and relies on
+    what it persisted keeps it root instead."""
     conf = PROJECT_CONF.read_text()
+    if keep_root and os.geteuid() == 0:
+        conf += "\nuser root\n"
     conf = re.sub(r"(?m)^listener .*$", f"listener {port} 127.0.0.1", conf)
     conf = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {data_dir}/", conf)
     if autosave_interval is not None:
@@ -26,14 +36,20 @@ def project_config(port: int, data_dir: Path, autosave_interval: int | None = No
 
 class MosquittoProcess:
     def __init__(
-        self, workdir: Path, port: int | None = None, autosave_interval: int | None = None
+        self,
+        workdir: Path,
+        port: int | None = None,
+        autosave_interval: int | None = None,
+        keep_root: bool = False,
     ):
         self.workdir = workdir
         self.port = port or free_port()
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.conf_path = workdir / "mosquitto.conf"
-        self.conf_path.write_text(project_config(self.port, self.data_dir, autosave_interval))
+        self.conf_path.write_text(
+            project_config(self.port, self.data_dir, autosave_interval, keep_root)
+        )
         self.log_path = workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
