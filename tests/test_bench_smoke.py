@@ -78,3 +78,33 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
 
     for name, value in r["ratios"].items():
         assert value is not None and value > 0, name
+
+
+@pytest.mark.timeout(60)
+def test_quick_soak_samples_memory_and_lag_and_stores_every_fix(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANXIN_")}
+    env["ANXIN_BENCH_ADMIN_URL"] = ADMIN_URL
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [path] = tmp_path.glob("soak-*.json")
+    r = json.loads(path.read_text())
+    p = r["parameters"]
+    assert (p["devices"], p["rate"], p["quick"]) == (500, 300.0, True)
+    assert len(r["samples"]) >= 3
+    for s in r["samples"]:
+        assert s["rss_mb"] > 0 and s["lag"] == s["published"] - s["stored"], s
+    assert r["fixes_published"] == r["fixes_stored"] > 0  # each stored once, none lost
+    assert r["duplicates"] == 0 and r["dead_letters"] == 0
+    sm = r["summary"]
+    assert 0 < sm["rss_mb"]["start"] <= sm["rss_mb"]["max"]
+    assert set(sm["lag"]) == {"first", "last", "max", "mean"}
+    assert r["ingestor_counters"]["fixes_new"] == r["fixes_stored"]
+    assert r["machine"]["mosquitto"] and r["machine"]["postgres"]
+    assert "RSS MB start" in proc.stdout  # the table
