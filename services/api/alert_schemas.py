@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
 
 from services.alerts.model import AlertKind, AlertStatus
+from services.api.text import Text
 
 SeverityLabel = Literal["low", "medium", "high", "critical"]
 KindLabel = Literal[
@@ -85,12 +86,17 @@ class CareFeed(BaseModel):
 
 
 class Acknowledge(BaseModel):
-    contact_id: int = Field(description="Who acknowledges (a contact caring for the wearer)")
+    contact_id: int | None = Field(
+        default=None,
+        description="Only the operator names it: a person always acts as their own contact",
+    )
 
 
 class Resolve(BaseModel):
-    contact_id: int
-    note: str = Field(min_length=1, max_length=2000, description="What happened; required")
+    contact_id: int | None = Field(
+        default=None, description="Only the operator names it (see Acknowledge)"
+    )
+    note: Text = Field(min_length=1, max_length=2000, description="What happened; required")
 
     @field_validator("note")
     @classmethod
@@ -132,18 +138,21 @@ class QuietHoursIn(BaseModel):
 
     @model_validator(mode="after")
     def _not_empty(self) -> QuietHoursIn:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("quiet hours are wall-clock times in the contact's time zone:"
+                             " give them without an offset")  # fmt: skip
         if self.start == self.end:
             raise ValueError("quiet hours need different start and end times")
         return self
 
 
 class ContactIn(BaseModel):
-    name: str = Field(min_length=1, max_length=120)
+    name: Text = Field(min_length=1, max_length=120)
     role: Literal["family", "caregiver"] = "family"
-    language: str = Field(
+    language: Text = Field(
         default="zh-CN", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35
     )
-    tz: str = Field(default="Asia/Shanghai", max_length=64)
+    tz: Text = Field(default="Asia/Shanghai", max_length=64)
     quiet_hours: QuietHoursIn | None = Field(
         default=None, description="Low and medium alerts wait until they end; critical never do"
     )
@@ -155,12 +164,12 @@ class ContactIn(BaseModel):
 
 
 class ContactPatch(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=120)
+    name: Text | None = Field(default=None, min_length=1, max_length=120)
     role: Literal["family", "caregiver"] | None = None
-    language: str | None = Field(
+    language: Text | None = Field(
         default=None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35
     )
-    tz: str | None = Field(default=None, max_length=64)
+    tz: Text | None = Field(default=None, max_length=64)
     quiet_hours: QuietHoursIn | None = None
 
     @field_validator("tz")
@@ -190,7 +199,7 @@ class PushKeys(BaseModel):
 
 class ChannelIn(BaseModel):
     kind: Literal["email", "webhook", "webpush"]
-    address: str = Field(
+    address: Text = Field(
         min_length=3, max_length=2000, description="E-mail address, webhook URL or push endpoint"
     )
     keys: PushKeys | None = Field(default=None, description="Web Push subscription keys")

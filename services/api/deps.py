@@ -1,11 +1,17 @@
-"""Dependencies every route declares in its signature: the database and the caller's right to
-be here. Until accounts exist (people issue) the right is one configured bearer token; routes
-depend on ``Caller`` so that per-wearer checks can replace it in one place."""
+"""Dependencies every route declares in its signature: the database and who is calling.
+
+A caller is a logged-in person (a short-lived access token from /v1/auth/login, its session
+still open) or the deployment's operator (``ANXIN_API_TOKEN``, for ops scripts and benchmarks).
+What the caller may do with a wearer is decided in services/api/access.py from the table in
+services/people/access.py.
+"""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -14,7 +20,31 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-_bearer = HTTPBearer(auto_error=False, description="The configured API token (ANXIN_API_TOKEN)")
+from services.people.tokens import read_access_token
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An access token from POST /v1/auth/login (or the operator token)",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. ``user_id`` is None only for the operator."""
+
+    user_id: int | None
+    name: str
+    role: str  # family | caregiver | org_admin | operator
+    org_id: int | None = None
+    contact_id: int | None = None
+    session_id: str | None = None
+
+    @property
+    def operator(self) -> bool:
+        return self.user_id is None
+
+
+OPERATOR = Principal(None, "operator", "operator")
 
 
 def get_pool(request: Request) -> AsyncConnectionPool:
@@ -28,21 +58,45 @@ async def get_conn(
         yield conn  # type: ignore[misc]
 
 
-def require_token(
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def require_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    expected: str = request.app.state.api_token
-    if credentials is None or not secrets.compare_digest(
-        credentials.credentials.encode(), expected.encode()
-    ):
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
+) -> Principal:
+    if credentials is None:
+        raise _unauthorized("log in: missing bearer token")
+    token = credentials.credentials
+    operator: str | None = request.app.state.api_token
+    if operator and secrets.compare_digest(token.encode(), operator.encode()):
+        return OPERATOR
+    secret: str | None = request.app.state.auth_secret
+    claims = read_access_token(secret, token, datetime.now(UTC)) if secret else None
+    if claims is None:
+        raise _unauthorized("invalid or expired token: refresh it or log in again")
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT u.user_id, u.name, u.role, u.org_id, c.contact_id"
+            " FROM sessions s JOIN users u ON u.user_id = s.user_id"
+            " LEFT JOIN contacts c ON c.user_id = u.user_id"
+            " WHERE s.session_id = %s AND s.user_id = %s AND s.revoked_at IS NULL"
+            " AND s.expires_at > now()",
+            (claims.session_id, claims.user_id),
         )
-    return "token"
+        row = await cur.fetchone()
+    if row is None:
+        raise _unauthorized("this session has ended: log in again")
+    return Principal(
+        row["user_id"], row["name"], row["role"], row["org_id"], row["contact_id"],
+        claims.session_id,
+    )  # fmt: skip
 
 
 ConnDep = Annotated[AsyncConnection[DictRow], Depends(get_conn)]
-Caller = Annotated[str, Depends(require_token)]
+Caller = Annotated[Principal, Depends(require_principal)]

@@ -33,6 +33,10 @@ class Location(BaseModel):
     lat: float
     lon: float
     acc: float = Field(description="Accuracy radius in metres")
+    coarse: bool = Field(
+        default=False,
+        description="Snapped to a ~500 m cell: a caregiver without an open alert sees no more",
+    )
     src: str = Field(description="gps, wifi or cell")
     spd: float | None = None
     hdg: float | None = None
@@ -96,6 +100,13 @@ MALFORMED_BODY: dict[int | str, dict[str, Any]] = {
 BAD_PARAMETERS: dict[int | str, dict[str, Any]] = {
     422: {"model": InvalidRequest, "description": "A parameter is invalid"}
 }
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": "Your relation to the wearer does not allow this"}
+}
+# What every route of a router may answer besides its own success.
+COMMON: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED, **FORBIDDEN, **NOT_FOUND, **MALFORMED_BODY, **BAD_PARAMETERS,
+}  # fmt: skip
 
 
 class FenceMembership(BaseModel):
@@ -120,6 +131,7 @@ class WearerEvent(BaseModel):
     lat: float | None
     lon: float | None
     acc: float | None
+    coarse: bool = False
     distance_m: float | None = Field(description="Signed distance to the boundary: > 0 inside")
     detail: dict[str, Any] = Field(description="For alarms: mode (audible/silent), fix_error")
     created_at: datetime

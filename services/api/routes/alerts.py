@@ -14,6 +14,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.alerts import sql
+from services.api.access import alert_wearer, require_wearer, visible_wearers
 from services.api.alert_schemas import (
     Acknowledge,
     Alert,
@@ -24,9 +25,11 @@ from services.api.alert_schemas import (
     Timeline,
     TimelineEntry,
 )
-from services.api.deps import Caller, ConnDep
+from services.api.deps import Caller, ConnDep, Principal
+from services.api.schemas import COMMON
+from services.people.access import Action
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=COMMON)
 
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
 _SEVERITY = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -55,6 +58,24 @@ async def append_feed(conn: AsyncConnection[DictRow], alert_id: int, kind: str) 
         await conn.execute(sql.NOTIFY_FEED, (row["feed_id"],))
 
 
+async def acting_contact(
+    conn: AsyncConnection[DictRow], caller: Principal, contact_id: int | None, alert_id: int
+) -> int:
+    """Who acknowledges or resolves: a person acts as their own contact, with their relation
+    to the wearer checked (404/403); the operator names a contact that cares for the wearer."""
+    await require_wearer(conn, caller, await alert_wearer(conn, alert_id), Action.HANDLE_ALERTS)
+    if not caller.operator:
+        if caller.contact_id is None:
+            raise HTTPException(status_code=403, detail="your account has no contact record")
+        if contact_id is not None and contact_id != caller.contact_id:
+            raise HTTPException(status_code=403, detail="you can only act as yourself")
+        return caller.contact_id
+    if contact_id is None:
+        raise HTTPException(status_code=422, detail="the operator must name the contact_id")
+    await _check_contact(conn, contact_id, alert_id)
+    return contact_id
+
+
 async def _check_contact(conn: AsyncConnection[DictRow], contact_id: int, alert_id: int) -> None:
     """Only someone who cares for the wearer (in their care list or escalation tiers) may
     acknowledge or resolve the wearer's alert."""
@@ -79,7 +100,7 @@ async def _check_contact(conn: AsyncConnection[DictRow], contact_id: int, alert_
 @router.get("", response_model=AlertPage)
 async def list_alerts(
     conn: ConnDep,
-    _caller: Caller,
+    caller: Caller,
     wearer_id: Annotated[str | None, Query(max_length=80)] = None,
     kind: KindLabel | None = None,
     status: Annotated[
@@ -96,6 +117,10 @@ async def list_alerts(
     """Newest first; page with ``before`` (the last alert id of the previous page)."""
     where = ["true"]
     params: dict[str, Any] = {"limit": limit}
+    visible = await visible_wearers(conn, caller)
+    if visible is not None:
+        where.append("wearer_id = ANY(%(visible)s)")
+        params["visible"] = visible
     if wearer_id is not None:
         where.append("wearer_id = %(wearer)s")
         params["wearer"] = wearer_id
@@ -126,7 +151,8 @@ async def list_alerts(
 
 
 @router.get("/{alert_id}", response_model=Alert, responses=_NOT_FOUND)
-async def get_alert(conn: ConnDep, _caller: Caller, alert_id: AlertId) -> Alert:
+async def get_alert(conn: ConnDep, caller: Caller, alert_id: AlertId) -> Alert:
+    await require_wearer(conn, caller, await alert_wearer(conn, alert_id), Action.VIEW_ALERTS)
     return await fetch_alert(conn, alert_id)
 
 
@@ -136,15 +162,12 @@ async def get_alert(conn: ConnDep, _caller: Caller, alert_id: AlertId) -> Alert:
     responses=_CHANGE_RESPONSES,
 )
 async def acknowledge(
-    conn: ConnDep, _caller: Caller, alert_id: AlertId, body: Acknowledge
+    conn: ConnDep, caller: Caller, alert_id: AlertId, body: Acknowledge | None = None
 ) -> Alert:
     """Someone is on it: escalation stops. Acknowledging twice changes nothing."""
-    await fetch_alert(conn, alert_id)
-    await _check_contact(conn, body.contact_id, alert_id)
+    contact_id = await acting_contact(conn, caller, body.contact_id if body else None, alert_id)
     async with conn.transaction():
-        cur = await conn.execute(
-            sql.ACKNOWLEDGE, {"alert_id": alert_id, "contact_id": body.contact_id}
-        )
+        cur = await conn.execute(sql.ACKNOWLEDGE, {"alert_id": alert_id, "contact_id": contact_id})
         row = await cur.fetchone()
         if row is None:
             status = await (await conn.execute(sql.ALERT_STATUS, (alert_id,))).fetchone()
@@ -153,7 +176,7 @@ async def acknowledge(
         else:
             await conn.execute(
                 sql.LOG,
-                {"alert_id": alert_id, "action": "acknowledged", "contact_id": body.contact_id,
+                {"alert_id": alert_id, "action": "acknowledged", "contact_id": contact_id,
                  "tier": row["tier"], "detail": Jsonb({})},
             )  # fmt: skip
             await append_feed(conn, alert_id, "alert.acknowledged")
@@ -165,21 +188,20 @@ async def acknowledge(
     response_model=Alert,
     responses=_CHANGE_RESPONSES,
 )
-async def resolve(conn: ConnDep, _caller: Caller, alert_id: AlertId, body: Resolve) -> Alert:
+async def resolve(conn: ConnDep, caller: Caller, alert_id: AlertId, body: Resolve) -> Alert:
     """Closed, with a note saying what happened (it also counts as an acknowledgement)."""
-    await fetch_alert(conn, alert_id)
-    await _check_contact(conn, body.contact_id, alert_id)
+    contact_id = await acting_contact(conn, caller, body.contact_id, alert_id)
     async with conn.transaction():
         cur = await conn.execute(
             sql.RESOLVE,
-            {"alert_id": alert_id, "contact_id": body.contact_id, "note": body.note},
+            {"alert_id": alert_id, "contact_id": contact_id, "note": body.note},
         )
         row = await cur.fetchone()
         if row is None:
             raise HTTPException(status_code=409, detail="the alert is already resolved")
         await conn.execute(
             sql.LOG,
-            {"alert_id": alert_id, "action": "resolved", "contact_id": body.contact_id,
+            {"alert_id": alert_id, "action": "resolved", "contact_id": contact_id,
              "tier": row["tier"], "detail": Jsonb({"note": body.note})},
         )  # fmt: skip
         await append_feed(conn, alert_id, "alert.resolved")
@@ -187,10 +209,11 @@ async def resolve(conn: ConnDep, _caller: Caller, alert_id: AlertId, body: Resol
 
 
 @router.get("/{alert_id}/timeline", response_model=Timeline, responses=_NOT_FOUND)
-async def timeline(conn: ConnDep, _caller: Caller, alert_id: AlertId) -> Timeline:
+async def timeline(conn: ConnDep, caller: Caller, alert_id: AlertId) -> Timeline:
     """Everything that happened to an alert, in time order: the events it gathered, what
     people and the system did (opened, escalated, acknowledged, resolved) and every delivery
     attempt."""
+    await require_wearer(conn, caller, await alert_wearer(conn, alert_id), Action.VIEW_ALERTS)
     alert = await fetch_alert(conn, alert_id)
     cur = await conn.execute(
         "SELECT * FROM (SELECT e.created_at AS at, 'event' AS type, e.kind AS what,"

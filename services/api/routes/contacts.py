@@ -26,9 +26,10 @@ from services.api.alert_schemas import (
     QuietHoursIn,
     VapidKey,
 )
-from services.api.deps import Caller, ConnDep
+from services.api.deps import Caller, ConnDep, Principal
+from services.api.schemas import COMMON
 
-router = APIRouter(tags=["contacts"])
+router = APIRouter(tags=["contacts"], responses=COMMON)
 
 ContactId = Annotated[int, Path(ge=1, le=2**62)]
 ChannelId = Annotated[int, Path(ge=1, le=2**62)]
@@ -63,8 +64,29 @@ async def get_contact_or_404(conn: AsyncConnection[DictRow], contact_id: int) ->
     return _contact(row)
 
 
-@router.post("/v1/contacts", response_model=Contact, status_code=201)
-async def create_contact(conn: ConnDep, _caller: Caller, body: ContactIn) -> Contact:
+def own_or_operator(caller: Principal, contact_id: int) -> None:
+    """A person sees and changes only their own contact record (another's is a 404, as if it
+    did not exist); the operator manages all of them."""
+    if not caller.operator and caller.contact_id != contact_id:
+        raise HTTPException(status_code=404, detail=f"no contact {contact_id}")
+
+
+def operator_only(caller: Principal) -> None:
+    if not caller.operator:
+        raise HTTPException(
+            status_code=403,
+            detail="contacts of people with accounts follow their relations to wearers;"
+            " only the operator manages contacts directly",
+        )
+
+
+_OPERATOR_ONLY = {403: {"description": "Only the operator may do this"}}
+
+
+@router.post("/v1/contacts", response_model=Contact, status_code=201, responses=_OPERATOR_ONLY)
+async def create_contact(conn: ConnDep, caller: Caller, body: ContactIn) -> Contact:
+    """A contact without an account (e.g. a neighbour reached by e-mail)."""
+    operator_only(caller)
     q = body.quiet_hours
     cur = await conn.execute(
         "INSERT INTO contacts (name, role, language, tz, quiet_start, quiet_end)"
@@ -78,20 +100,25 @@ async def create_contact(conn: ConnDep, _caller: Caller, body: ContactIn) -> Con
 
 
 @router.get("/v1/contacts", response_model=list[Contact])
-async def list_contacts(conn: ConnDep, _caller: Caller) -> list[Contact]:
+async def list_contacts(conn: ConnDep, caller: Caller) -> list[Contact]:
+    """All contacts for the operator; a person's own for anyone else."""
+    if not caller.operator:
+        return [await get_contact_or_404(conn, caller.contact_id)] if caller.contact_id else []
     cur = await conn.execute(f"{_CONTACT} GROUP BY c.contact_id ORDER BY c.contact_id LIMIT 1000")
     return [_contact(r) for r in await cur.fetchall()]
 
 
 @router.get("/v1/contacts/{contact_id}", response_model=Contact, responses=_NOT_FOUND)
-async def get_contact(conn: ConnDep, _caller: Caller, contact_id: ContactId) -> Contact:
+async def get_contact(conn: ConnDep, caller: Caller, contact_id: ContactId) -> Contact:
+    own_or_operator(caller, contact_id)
     return await get_contact_or_404(conn, contact_id)
 
 
 @router.patch("/v1/contacts/{contact_id}", response_model=Contact, responses=_NOT_FOUND)
 async def update_contact(
-    conn: ConnDep, _caller: Caller, contact_id: ContactId, body: ContactPatch
+    conn: ConnDep, caller: Caller, contact_id: ContactId, body: ContactPatch
 ) -> Contact:
+    own_or_operator(caller, contact_id)
     current = await get_contact_or_404(conn, contact_id)
     fields = body.model_dump(exclude_unset=True)
     quiet = current.quiet_hours
@@ -108,7 +135,9 @@ async def update_contact(
 
 
 @router.delete("/v1/contacts/{contact_id}", status_code=204, responses=_NOT_FOUND)
-async def delete_contact(conn: ConnDep, _caller: Caller, contact_id: ContactId) -> Response:
+async def delete_contact(conn: ConnDep, caller: Caller, contact_id: ContactId) -> Response:
+    own_or_operator(caller, contact_id)
+    operator_only(caller)
     cur = await conn.execute("DELETE FROM contacts WHERE contact_id = %s", (contact_id,))
     if cur.rowcount == 0:
         raise HTTPException(status_code=404, detail=f"no contact {contact_id}")
@@ -120,7 +149,9 @@ async def delete_contact(conn: ConnDep, _caller: Caller, contact_id: ContactId) 
     response_model=Contact,
     responses={404: {"description": "No such contact or wearer"}},
 )
-async def set_care(conn: ConnDep, _caller: Caller, contact_id: ContactId, body: CareIn) -> Contact:
+async def set_care(conn: ConnDep, caller: Caller, contact_id: ContactId, body: CareIn) -> Contact:
+    own_or_operator(caller, contact_id)
+    operator_only(caller)
     """The wearers this contact cares for (replaces the list): they see these wearers' alerts
     in their feed, and are told when no escalation tiers are configured."""
     await get_contact_or_404(conn, contact_id)
@@ -153,10 +184,11 @@ async def set_care(conn: ConnDep, _caller: Caller, contact_id: ContactId, body: 
     responses={**_NOT_FOUND, 409: {"description": "This contact already has that address"}},
 )
 async def add_channel(
-    conn: ConnDep, _caller: Caller, contact_id: ContactId, body: ChannelIn
+    conn: ConnDep, caller: Caller, contact_id: ContactId, body: ChannelIn
 ) -> ChannelCreated:
     """An e-mail address, a webhook (its signing secret is in this answer, and only here) or a
     Web Push subscription (the browser's PushSubscription endpoint and keys)."""
+    own_or_operator(caller, contact_id)
     await get_contact_or_404(conn, contact_id)
     secret = secrets.token_urlsafe(32) if body.kind == "webhook" else None
     keys = Jsonb(body.keys.model_dump()) if body.keys else None
@@ -178,7 +210,8 @@ async def add_channel(
 @router.get(
     "/v1/contacts/{contact_id}/channels", response_model=list[Channel], responses=_NOT_FOUND
 )
-async def list_channels(conn: ConnDep, _caller: Caller, contact_id: ContactId) -> list[Channel]:
+async def list_channels(conn: ConnDep, caller: Caller, contact_id: ContactId) -> list[Channel]:
+    own_or_operator(caller, contact_id)
     await get_contact_or_404(conn, contact_id)
     cur = await conn.execute(
         "SELECT channel_id, kind, address, enabled FROM contact_channels"
@@ -194,8 +227,9 @@ async def list_channels(conn: ConnDep, _caller: Caller, contact_id: ContactId) -
     responses={404: {"description": "No such channel"}},
 )
 async def delete_channel(
-    conn: ConnDep, _caller: Caller, contact_id: ContactId, channel_id: ChannelId
+    conn: ConnDep, caller: Caller, contact_id: ContactId, channel_id: ChannelId
 ) -> Response:
+    own_or_operator(caller, contact_id)
     cur = await conn.execute(
         "DELETE FROM contact_channels WHERE contact_id = %s AND channel_id = %s",
         (contact_id, channel_id),

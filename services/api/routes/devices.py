@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from services.api.access import visible_wearers
 from services.api.deps import Caller, ConnDep
 from services.api.schemas import BAD_PARAMETERS, UNAUTHORIZED, DevicePage, DeviceSummary
 
@@ -16,12 +17,14 @@ router = APIRouter(
 async def list_devices(
     request: Request,
     conn: ConnDep,
-    _caller: Caller,
+    caller: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(max_length=64, description="Last device_id seen")] = None,
 ) -> DevicePage:
     """Devices with online state, battery and last seen, in device-id order (keyset paging,
-    so the cost of a page does not grow with the fleet)."""
+    so the cost of a page does not grow with the fleet). A person sees the devices of the
+    wearers they are related to; the operator sees all."""
+    visible = await visible_wearers(conn, caller)
     cur = await conn.execute(
         "SELECT d.device_id, d.wearer_id, w.name AS wearer_name,"
         " COALESCE(s.online AND s.last_seen > now() - make_interval(secs => %(off)s), false)"
@@ -30,8 +33,15 @@ async def list_devices(
         " FROM devices d JOIN wearers w USING (wearer_id)"
         " LEFT JOIN device_state s USING (device_id)"
         " WHERE d.revoked_at IS NULL AND (%(after)s::text IS NULL OR d.device_id > %(after)s)"
+        " AND (%(all)s OR d.wearer_id = ANY(%(visible)s))"
         " ORDER BY d.device_id LIMIT %(limit)s",
-        {"off": request.app.state.offline_after_s, "after": after, "limit": limit + 1},
+        {
+            "off": request.app.state.offline_after_s,
+            "after": after,
+            "limit": limit + 1,
+            "all": visible is None,
+            "visible": visible or [],
+        },
     )
     rows = await cur.fetchall()
     devices = [DeviceSummary(**r) for r in rows[:limit]]

@@ -7,10 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
+from services.api.access import require_wearer
 from services.api.alert_schemas import Escalation, TierIn
 from services.api.deps import Caller, ConnDep
+from services.api.schemas import COMMON
+from services.people.access import Action
 
-router = APIRouter(prefix="/v1/wearers", tags=["escalation"])
+router = APIRouter(prefix="/v1/wearers", tags=["escalation"], responses=COMMON)
 
 WearerId = Annotated[str, Path(max_length=80)]
 _NOT_FOUND = {404: {"description": "No such wearer (or contact)"}}
@@ -29,16 +32,19 @@ async def _tiers(conn: ConnDep, wearer_id: str) -> Escalation:
 
 
 @router.get("/{wearer_id}/escalation", response_model=Escalation, responses=_NOT_FOUND)
-async def get_escalation(conn: ConnDep, _caller: Caller, wearer_id: WearerId) -> Escalation:
+async def get_escalation(conn: ConnDep, caller: Caller, wearer_id: WearerId) -> Escalation:
     """Empty tiers mean: everyone caring for the wearer is told at once, no escalation."""
+    await require_wearer(conn, caller, wearer_id, Action.VIEW_ALERTS)
     return await _tiers(conn, wearer_id)
 
 
 @router.put("/{wearer_id}/escalation", response_model=Escalation, responses=_NOT_FOUND)
 async def set_escalation(
-    conn: ConnDep, _caller: Caller, wearer_id: WearerId, body: Escalation
+    conn: ConnDep, caller: Caller, wearer_id: WearerId, body: Escalation
 ) -> Escalation:
-    """Replace the tiers (tier 1 first). Alerts already open keep the tier they reached."""
+    """Replace the tiers (tier 1 first). Alerts already open keep the tier they reached.
+    Only the guardian (or the operator) sets them."""
+    await require_wearer(conn, caller, wearer_id, Action.MANAGE_WEARER)
     await _tiers(conn, wearer_id)
     wanted = sorted({c for t in body.tiers for c in t.contact_ids})
     cur = await conn.execute(

@@ -17,11 +17,16 @@ from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from services.api.access import wearer_level
 from services.api.alert_schemas import Alert, CareFeed, Counts, KindLabel
 from services.api.deps import Caller, ConnDep, get_pool
 from services.api.feed_hub import FeedHub, FeedRow
+from services.api.privacy import location_read
+from services.api.routes.contacts import own_or_operator
+from services.api.schemas import COMMON
+from services.people.access import Level
 
-router = APIRouter(prefix="/v1/contacts", tags=["feed"])
+router = APIRouter(prefix="/v1/contacts", tags=["feed"], responses=COMMON)
 
 ContactId = Annotated[int, Path(ge=1, le=2**62)]
 KEEPALIVE_S = 15.0
@@ -47,13 +52,14 @@ async def care_wearers(conn: AsyncConnection[DictRow], contact_id: int) -> list[
 )
 async def care_feed(
     conn: ConnDep,
-    _caller: Caller,
+    caller: Caller,
     contact_id: ContactId,
     wearer_id: Annotated[str | None, Query(max_length=80)] = None,
     kind: KindLabel | None = None,
 ) -> CareFeed:
     """Unresolved alerts of the contact's wearers: most severe first, then oldest first. The
     counts are of the filtered list."""
+    own_or_operator(caller, contact_id)
     wearers = await care_wearers(conn, contact_id)
     if wearer_id is not None:
         wearers = [w for w in wearers if w == wearer_id]
@@ -89,7 +95,7 @@ def sse_event(row: FeedRow) -> str:
 )
 async def live_feed(
     request: Request,
-    _caller: Caller,
+    caller: Caller,
     contact_id: ContactId,
     last_event_id: Annotated[
         int | None,
@@ -100,11 +106,17 @@ async def live_feed(
         Query(ge=0, le=2**62, description="Same as Last-Event-ID, for clients without headers"),
     ] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events: each change of an alert of the contact's wearers as it happens."""
+    """Server-Sent Events: each change of an alert of the contact's wearers as it happens.
+    Alerts carry locations: opening the feed is audited for each wearer, who is told."""
+    own_or_operator(caller, contact_id)
     hub: FeedHub = request.app.state.feed_hub
     pool = get_pool(request)
     async with pool.connection() as conn:
         wearers = frozenset(await care_wearers(conn, contact_id))  # type: ignore[arg-type]
+        for wearer_id in sorted(wearers):
+            level = await wearer_level(conn, caller, wearer_id)  # type: ignore[arg-type]
+            if level is not Level.NONE:
+                await location_read(conn, caller, level, wearer_id, "live_feed")  # type: ignore[arg-type]
     await hub.ready()
     sub, mark = hub.subscribe(wearers)
     resume = last_event_id if last_event_id is not None else after

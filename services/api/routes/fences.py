@@ -8,7 +8,9 @@ from fastapi import APIRouter, Body, HTTPException, Path, Response
 
 from geofences.geojson import fence_to_feature, fences_from_geojson
 from geofences.validate import FenceValidationError
+from services.api.access import require_wearer
 from services.api.deps import Caller, ConnDep
+from services.api.privacy import location_read
 from services.api.routes.wearers import WearerId, wearer_devices
 from services.api.schemas import (
     MALFORMED_BODY,
@@ -17,6 +19,7 @@ from services.api.schemas import (
     FenceMembership,
     InvalidFence,
 )
+from services.people.access import Action
 from services.storage import fences
 
 router = APIRouter(
@@ -73,9 +76,9 @@ async def _validated(
 
 
 @router.get("/fences")
-async def list_fences(conn: ConnDep, _caller: Caller, wearer_id: WearerId) -> dict[str, Any]:
+async def list_fences(conn: ConnDep, caller: Caller, wearer_id: WearerId) -> dict[str, Any]:
     """The wearer's live fences as a GeoJSON FeatureCollection."""
-    await wearer_devices(conn, wearer_id)
+    await require_wearer(conn, caller, wearer_id, Action.VIEW_ALERTS)
     cur = await conn.execute(
         "SELECT feature FROM fences WHERE wearer_id = %s AND deleted_at IS NULL ORDER BY name",
         (wearer_id,),
@@ -85,8 +88,9 @@ async def list_fences(conn: ConnDep, _caller: Caller, wearer_id: WearerId) -> di
 
 @router.post("/fences", status_code=201, responses=INVALID)
 async def create_fence(
-    conn: ConnDep, _caller: Caller, wearer_id: WearerId, feature: FeatureBody
+    conn: ConnDep, caller: Caller, wearer_id: WearerId, feature: FeatureBody
 ) -> dict[str, Any]:
+    await require_wearer(conn, caller, wearer_id, Action.EDIT_FENCES)
     fence = await _validated(conn, wearer_id, {k: v for k, v in feature.items() if k != "id"},
                              None)  # fmt: skip
     await conn.execute(fences.INSERT_FENCE, fences.insert_params(fence))
@@ -95,9 +99,10 @@ async def create_fence(
 
 @router.put("/fences/{fence_id}", responses=INVALID)
 async def replace_fence(
-    conn: ConnDep, _caller: Caller, wearer_id: WearerId, fence_id: FenceId, feature: FeatureBody
+    conn: ConnDep, caller: Caller, wearer_id: WearerId, fence_id: FenceId, feature: FeatureBody
 ) -> dict[str, Any]:
     """Replace a fence's definition; the engine forgets its state and decides afresh."""
+    await require_wearer(conn, caller, wearer_id, Action.EDIT_FENCES)
     fence = await _validated(conn, wearer_id, feature, fence_id.lower())
     async with conn.transaction():
         cur = await conn.execute(fences.UPDATE_FENCE, fences.update_params(fence))
@@ -109,8 +114,9 @@ async def replace_fence(
 
 @router.delete("/fences/{fence_id}", status_code=204)
 async def delete_fence(
-    conn: ConnDep, _caller: Caller, wearer_id: WearerId, fence_id: FenceId
+    conn: ConnDep, caller: Caller, wearer_id: WearerId, fence_id: FenceId
 ) -> Response:
+    await require_wearer(conn, caller, wearer_id, Action.EDIT_FENCES)
     cur = await conn.execute(fences.DELETE_FENCE, (fence_id, wearer_id))
     if cur.rowcount == 0:
         raise HTTPException(status_code=404, detail=f"no fence {fence_id}")
@@ -118,8 +124,11 @@ async def delete_fence(
 
 
 @router.get("/membership", response_model=list[FenceMembership])
-async def membership(conn: ConnDep, _caller: Caller, wearer_id: WearerId) -> list[FenceMembership]:
-    """Inside which fences the wearer is, since when (null: not yet decided)."""
+async def membership(conn: ConnDep, caller: Caller, wearer_id: WearerId) -> list[FenceMembership]:
+    """Inside which fences the wearer is, since when (null: not yet decided). A location read:
+    audited, and the watch is told."""
+    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
+    await location_read(conn, caller, level, wearer_id, "membership")
     devices = await wearer_devices(conn, wearer_id)
     cur = await conn.execute(
         "SELECT f.fence_id::text, f.name, f.kind, s.inside, s.since, s.pending_exit_since,"

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from services.api.access import require_wearer
 from services.api.deps import Caller, ConnDep
+from services.api.privacy import location_read
 from services.api.schemas import (
     BAD_PARAMETERS,
     NOT_FOUND,
@@ -17,6 +19,8 @@ from services.api.schemas import (
     TrackPoint,
     WearerEvent,
 )
+from services.people.access import Action
+from services.people.privacy import coarse
 
 router = APIRouter(
     prefix="/v1/wearers",
@@ -45,9 +49,13 @@ async def wearer_devices(conn: ConnDep, wearer_id: str) -> list[str]:
 
 @router.get("/{wearer_id}/location", response_model=LatestLocation)
 async def latest_location(
-    request: Request, conn: ConnDep, _caller: Caller, wearer_id: WearerId
+    request: Request, conn: ConnDep, caller: Caller, wearer_id: WearerId
 ) -> LatestLocation:
-    """Where the wearer is now: the newest fix (by device time) of any of their devices."""
+    """Where the wearer is now: the newest fix (by device time) of any of their devices.
+    Audited, and the wearer's watch is told who looked; a caregiver without an open alert
+    sees it to about 500 m (``location.coarse``)."""
+    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
+    exact = await location_read(conn, caller, level, wearer_id, "location")
     devices = await wearer_devices(conn, wearer_id)
     cur = await conn.execute(
         "SELECT device_id, fix_t, lat, lon, acc, src, spd, hdg, battery, last_seen,"
@@ -74,6 +82,8 @@ async def latest_location(
             t=row["fix_t"], lat=row["lat"], lon=row["lon"], acc=row["acc"], src=row["src"],
             spd=row["spd"], hdg=row["hdg"],
         )  # fmt: skip
+        if not exact:
+            location = coarsened(location)
         age = max(0.0, (datetime.now(UTC) - row["fix_t"]).total_seconds())
     return LatestLocation(
         wearer_id=wearer_id,
@@ -93,7 +103,7 @@ async def latest_location(
 )
 async def location_history(
     conn: ConnDep,
-    _caller: Caller,
+    caller: Caller,
     wearer_id: WearerId,
     start: Annotated[datetime | None, Query(description="Default: end minus 24 h")] = None,
     end: Annotated[datetime | None, Query(description="Default: now")] = None,
@@ -111,6 +121,8 @@ async def location_history(
         raise HTTPException(status_code=422, detail="start must be before end")
     if end - start > MAX_RANGE:
         raise HTTPException(status_code=422, detail="the range may span at most 31 days")
+    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
+    exact = await location_read(conn, caller, level, wearer_id, "history")
     devices = await wearer_devices(conn, wearer_id)
     params = {"devs": devices, "start": start, "end": end, "limit": limit + 1}
     if bucket_s is None:
@@ -136,7 +148,7 @@ async def location_history(
         start=start,
         end=end,
         bucket_s=bucket_s,
-        points=[TrackPoint(**r) for r in rows[:limit]],
+        points=[TrackPoint(**r) if exact else coarsened(TrackPoint(**r)) for r in rows[:limit]],
         truncated=len(rows) > limit,
     )
 
@@ -149,7 +161,7 @@ def _aware(t: datetime) -> datetime:
 @router.get("/{wearer_id}/events", response_model=list[WearerEvent])
 async def events(
     conn: ConnDep,
-    _caller: Caller,
+    caller: Caller,
     wearer_id: WearerId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[int | None, Query(description="Only events older than this event_id")] = None,
@@ -158,8 +170,9 @@ async def events(
     ] = None,
 ) -> list[WearerEvent]:
     """What happened to the wearer, newest first: fence enter/exit and alarms (one event per
-    alarm, however often the watch re-sent it)."""
-    await wearer_devices(conn, wearer_id)
+    alarm, however often the watch re-sent it). Events carry positions: audited like them."""
+    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
+    exact = await location_read(conn, caller, level, wearer_id, "events")
     cur = await conn.execute(
         "SELECT e.event_id, e.device_id, e.kind, e.fence_id::text, f.name AS fence_name, e.t,"
         " e.lat, e.lon, e.acc, e.distance_m, e.detail, e.created_at"
@@ -169,4 +182,18 @@ async def events(
         " ORDER BY e.event_id DESC LIMIT %s",
         (wearer_id, before, before, since, since, limit),
     )
-    return [WearerEvent(**r) for r in await cur.fetchall()]
+    out = [WearerEvent(**r) for r in await cur.fetchall()]
+    return out if exact else [coarsened(e) for e in out]
+
+
+P = TypeVar("P", Location, TrackPoint, WearerEvent)
+
+
+def coarsened(point: P) -> P:
+    """The point as a caregiver without an open alert sees it: its ~500 m grid cell."""
+    if point.lat is None or point.lon is None:
+        return point
+    lat, lon, acc = coarse(point.lat, point.lon)
+    extra = {"spd": None, "hdg": None} if hasattr(point, "spd") else {}
+    return point.model_copy(update={"lat": lat, "lon": lon, "acc": max(acc, point.acc or 0),
+                                    "coarse": True, **extra})  # fmt: skip
