@@ -2,9 +2,10 @@
 
 Uses the broker and database named by ANXIN_MQTT_URL / ANXIN_DATABASE_URL; where either is
 unset it starts an embedded one from a wheel (services/embedded/, docs/embedded.md). Then it
-migrates, provisions the demo wearers and contacts, and runs the ingestor, the notifier, the API
-and a fleet of simulated watches as child processes — the same commands production runs. Ctrl-C (or --duration) stops
-every child and every embedded server; nothing is left running.
+migrates, provisions the demo wearers and people (a family, a caregiver: their passwords are
+printed), and runs the ingestor, the notifier, the API and a fleet of simulated watches as child
+processes — the same commands production runs. Ctrl-C (or --duration) stops every child and
+every embedded server; nothing is left running.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import psycopg
 
 from geofences.demo import demo_fence_collection
 from geofences.geojson import fences_from_geojson
+from services.people.demo import DemoPeople, seed_demo_people
 from services.settings import Settings
 from services.storage.fences import save_fences
 from services.storage.migrate import migrate
-from services.storage.provisioning import demo_device_id, seed_demo, seed_demo_contacts
+from services.storage.provisioning import demo_device_id, seed_demo
 
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -76,11 +78,18 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             seed_demo(conn, args.devices)
             wearers = [f"wearer-{demo_device_id(i)}" for i in range(1, args.devices + 1)]
             save_fences(conn, fences_from_geojson(demo_fence_collection(wearers)), replace=True)
-            family, carer = seed_demo_contacts(conn, wearers)
+            people = seed_demo_people(
+                conn, wearers, secrets.token_urlsafe(9), secrets.token_urlsafe(9)
+            )
         token = (
             settings.api_token.get_secret_value()
             if settings.api_token
             else secrets.token_urlsafe(18)
+        )
+        auth_secret = (
+            settings.auth_secret.get_secret_value()
+            if settings.auth_secret
+            else secrets.token_urlsafe(32)
         )
         env = dict(os.environ) | overrides
         env |= {
@@ -88,6 +97,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             "ANXIN_DATABASE_URL": database_url,
             "ANXIN_TOPIC_PREFIX": settings.topic_prefix,
             "ANXIN_API_TOKEN": token,
+            "ANXIN_AUTH_SECRET": auth_secret,
             "ANXIN_API_HOST": settings.api_host,
             "ANXIN_API_PORT": str(settings.api_port),
             "PYTHONUNBUFFERED": "1",
@@ -104,7 +114,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             sim_args = ["--devices", str(args.devices), "--rate", str(args.rate), "--demo-homes",
                         "--sos-every", "120"]  # fmt: skip
             children.append(_child(["sim", *sim_args], env))
-            _print_welcome(base, token, flavour.value, args.devices, family, carer)
+            _print_welcome(base, token, flavour.value, args.devices, people)
             deadline = time.monotonic() + args.duration if args.duration else None
             while not stop.wait(0.5):
                 if deadline and time.monotonic() >= deadline:
@@ -131,15 +141,21 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
             c.wait(5)
 
 
-def _print_welcome(
-    base: str, token: str, flavour: str, devices: int, family: int, carer: int
-) -> None:
+def _print_welcome(base: str, token: str, flavour: str, devices: int, p: DemoPeople) -> None:
+    family, carer = p.family_contact, p.carer_contact
     print(
         f"""
 Anxin demo is running: {devices} simulated watches around Shanghai ({flavour} storage).
 
   API         {base}/docs   (OpenAPI: {base}/openapi.json)
-  API token   {token}
+  Family      {p.family_email}  password {p.family_password}   (guardian of wearer-w00001)
+  Caregiver   {p.carer_email}  password {p.carer_password}   (all demo wearers, coarse)
+  API token   {token}   (the operator's: sees everything; people log in instead)
+
+  TOKEN=$(curl -s -X POST {base}/v1/auth/login -H 'Content-Type: application/json' \\
+          -d '{{"email": "{p.family_email}", "password": "{p.family_password}"}}' \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -H "Authorization: Bearer $TOKEN" {base}/v1/wearers/wearer-w00001/location
 
   curl -H 'Authorization: Bearer {token}' {base}/v1/devices
   curl -H 'Authorization: Bearer {token}' {base}/v1/wearers/wearer-w00001/location
@@ -152,6 +168,7 @@ Anxin demo is running: {devices} simulated watches around Shanghai ({flavour} st
   curl -H 'Authorization: Bearer {token}' {base}/v1/contacts/{carer}/alerts   (caregiver feed)
   curl -N -H 'Authorization: Bearer {token}' {base}/v1/contacts/{carer}/feed  (live, SSE)
   Demo contacts: family {family} (cares for wearer-w00001), caregiver {carer} (all wearers)
+  (the lines above use the operator token; with $TOKEN you see what the family sees)
 
 Ctrl-C stops everything.
 """,

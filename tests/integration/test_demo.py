@@ -71,8 +71,19 @@ def test_demo_runs_everything_embedded_and_stops_clean(tmp_path: Path) -> None:
         devices = _get(f"{base}/v1/devices", token)["devices"]
         assert [d["device_id"] for d in devices] == ["w00001", "w00002", "w00003", "w00004"]
         assert all(d["online"] for d in devices)
-        carer = re.search(r"caregiver (\d+) \(all wearers\)", log_path.read_text()).group(1)  # type: ignore[union-attr]
-        feed = _get(f"{base}/v1/contacts/{carer}/alerts", token)
+        # The printed family account logs in and sees its wearer, and only that one.
+        family = re.search(r"Family\s+(\S+)\s+password (\S+)", log_path.read_text())
+        assert family is not None
+        login = urllib.request.Request(
+            f"{base}/v1/auth/login",
+            data=json.dumps({"email": family[1], "password": family[2]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(login, timeout=5) as r:
+            access = json.loads(r.read())["access_token"]
+        assert _get(f"{base}/v1/me", access)["wearers"][0]["wearer_id"] == "wearer-w00001"
+        me = _get(f"{base}/v1/me", access)
+        feed = _get(f"{base}/v1/contacts/{me['contact_id']}/alerts", access)
         assert set(feed["counts"]) == {"total", "critical", "high", "medium", "low"}
         children = _descendants(demo.pid)
         assert len(children) >= 5  # broker, database, ingestor, notifier, API, simulator
