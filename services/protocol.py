@@ -12,10 +12,11 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 1
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # +, country code, number; ASCII digits only
 MAX_BATCH_ITEMS = 1000
 
 
@@ -152,7 +153,63 @@ class AlarmReceipt(_Payload):
     seqs: list[Seq]
 
 
-Command = AlarmReceipt  # grows into a discriminated union as commands are added
+CommandId = Annotated[str, Field(min_length=1, max_length=64, description="Echoed in the ack")]
+E164 = Annotated[str, Field(pattern=E164_RE.pattern, description="E.164 phone number")]
+
+
+class _Order(_Payload):
+    """A command the watch carries out and answers with an ``Ack`` naming its ``id``."""
+
+    v: Literal[1] = 1
+    id: CommandId
+    exp: AwareDatetime | None = Field(
+        default=None,
+        description="Carry it out only before this time; later, answer ok=false (a stale"
+        " command is worse than none). The broker drops it then too (MQTT 5 message expiry)",
+    )
+
+
+class Locate(_Order):
+    """Send a fresh fix at once (``loc``), then the ack."""
+
+    type: Literal["locate"] = "locate"
+
+
+class SpeedDial(_Order):
+    """Replace the speed-dial numbers (the watch's call buttons, in this order)."""
+
+    type: Literal["speed_dial"] = "speed_dial"
+    numbers: Annotated[list[E164], Field(min_length=1, max_length=5)]
+
+
+class ListenIn(_Order):
+    """Call this number back silently: the watch shows and sounds nothing. The backend sends
+    it only with the wearer's recorded consent, to a guardian's number, and audits it."""
+
+    type: Literal["listen_in"] = "listen_in"
+    number: E164
+
+
+class ViewedBy(_Order):
+    """Tell the wearer who looked at their location, and when."""
+
+    type: Literal["viewed_by"] = "viewed_by"
+    viewer: Annotated[str, Field(min_length=1, max_length=100)]
+    at: AwareDatetime
+
+
+Command = Annotated[
+    AlarmReceipt | Locate | SpeedDial | ListenIn | ViewedBy, Field(discriminator="type")
+]
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
+# The model the backend sends for each kind of the ``commands`` table (alarm receipts are not
+# queued there: the ingestor sends them itself).
+ORDER_MODELS: dict[str, type[_Order]] = {
+    "locate": Locate,
+    "speed_dial": SpeedDial,
+    "listen_in": ListenIn,
+    "viewed_by": ViewedBy,
+}
 
 
 class Topics:

@@ -89,6 +89,9 @@ def device_summary(link: Link, scenario: dict[str, Any] | None = None) -> dict[s
         "connects": link.connects,
         "ignored_commands": list(w.ignored_commands),
         "unknown_receipts": list(w.unknown_receipts),
+        # Commands answered (id, type, ok, detail) and what they changed: speed_dial numbers,
+        # listen_ins (silent call-backs placed), notices ("viewed by" shown).
+        **w.desk.summary(),
         "battery": round(w.battery, 1),
         "home": {"lat": round(w.home.lat, 6), "lon": round(w.home.lon, 6)},
         # What the wearer did: {"kind": "day"|"wander"|"stay", ...} (see fleet._scenario).

@@ -9,18 +9,15 @@ the backend receipts them, a silent SOS that never makes a sound) is tested with
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from pydantic import ValidationError
 
 from services.protocol import (
+    Ack,
     Alarm,
     AlarmMode,
     AlarmReceipt,
@@ -33,6 +30,7 @@ from services.protocol import (
 )
 from watchsim.alarms import AlarmKeeper, AlarmRecord, PendingAlarm
 from watchsim.batches import pack_batches
+from watchsim.commands import Answer, CommandDesk
 from watchsim.walk import LatLon, Reading, WalkConfig, Walker, random_home, wrap_deg
 
 # What a person next to the watch could notice. A silent SOS must add none of these.
@@ -111,7 +109,7 @@ class Watch:
         self.buffer: deque[Fix] = deque()
         self.keeper = AlarmKeeper(self.cfg.resend_first_s, self.cfg.resend_max_s)
         self.ui_events: list[str] = []
-        self.ignored_commands: list[str] = []
+        self.desk = CommandDesk()  # commands received, answered, and what they changed
         self._outbox: list[Uplink] = []
         self._last: Reading | None = None
 
@@ -130,6 +128,10 @@ class Watch:
     @property
     def unknown_receipts(self) -> list[int]:
         return self.keeper.unknown_receipts
+
+    @property
+    def ignored_commands(self) -> list[str]:
+        return self.desk.ignored
 
     @property
     def online(self) -> bool:
@@ -210,24 +212,15 @@ class Watch:
         self.worn = True
 
     def on_command(self, payload: bytes, now: float) -> None:
-        """A message on the cmd topic. Unknown or broken commands are recorded and ignored."""
-        try:
-            data: Any = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            self.ignored_commands.append("invalid-json")
-            return
-        kind = data.get("type") if isinstance(data, dict) else None
-        if kind != "alarm_receipt":
-            self.ignored_commands.append(str(kind)[:64])
-            return
-        try:
-            receipt = AlarmReceipt.model_validate(data)
-        except ValidationError:
-            self.ignored_commands.append("invalid-alarm_receipt")
-            return
-        for alarm in self.keeper.receipt(receipt.seqs, now):
-            if alarm.mode is AlarmMode.AUDIBLE and alarm.type is not AlarmType.REMOVED:
-                self.ui_events += [SCREEN_HELP, BEEP]
+        """A message on the cmd topic: an alarm receipt, or a command to carry out and
+        acknowledge (``commands.py`` decides; unknown and broken ones are refused)."""
+        got = self.desk.receive(payload, now)
+        if isinstance(got, AlarmReceipt):
+            for alarm in self.keeper.receipt(got.seqs, now):
+                if alarm.mode is AlarmMode.AUDIBLE and alarm.type is not AlarmType.REMOVED:
+                    self.ui_events += [SCREEN_HELP, BEEP]
+        elif got is not None:
+            self._answer(got, now)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -260,9 +253,13 @@ class Watch:
         return self._last
 
     def _make_fix(self, t: float) -> None:
+        self.fixes_made += 1
+        self._emit_fix(self._fix_at(t))
+
+    def _fix_at(self, t: float) -> Fix:
         r = self._position(t)
         hdg = None if r.hdg is None else wrap_deg(round(r.hdg, 1))
-        fix = Fix(
+        return Fix(
             seq=self._next_seq(),
             t=utc(t),
             lat=round(r.lat, 7),
@@ -273,7 +270,8 @@ class Watch:
             hdg=hdg,
             bat=self._battery_pct(),
         )
-        self.fixes_made += 1
+
+    def _emit_fix(self, fix: Fix) -> None:
         if self.online:
             self._outbox.append(Uplink(UplinkKind.LOC, _json(fix), fix_seqs=(fix.seq,)))
             return
@@ -281,6 +279,16 @@ class Watch:
             self.buffer.popleft()
             self.fixes_dropped += 1
         self.buffer.append(fix)
+
+    def _answer(self, a: Answer, now: float) -> None:
+        """Carry out a command (the first time it arrives) and acknowledge it. A locate's
+        fresh fix is not one of the ``max_fixes`` budget: it is asked for, not scheduled."""
+        if not a.repeat:
+            if a.send_fix:
+                self._emit_fix(self._fix_at(now))
+            self.ui_events += a.ui
+        ack = Ack(seq=self._next_seq(), t=utc(now), cmd=a.command_id, ok=a.ok, detail=a.detail)
+        self._outbox.append(Uplink(UplinkKind.ACK, _json(ack)))
 
     def _heartbeat(self, now: float) -> None:
         status = Status(
@@ -338,5 +346,5 @@ class Watch:
                 self.keeper.mark_sent(by_seq[seq], now)
 
 
-def _json(model: Fix | Status) -> bytes:
+def _json(model: Fix | Status | Ack) -> bytes:
     return model.model_dump_json(exclude_none=True).encode()

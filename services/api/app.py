@@ -10,7 +10,17 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from services.api.feed_hub import FeedHub
-from services.api.routes import alerts, contacts, devices, escalation, feed, fences, health, wearers
+from services.api.routes import (
+    alerts,
+    commands,
+    contacts,
+    devices,
+    escalation,
+    feed,
+    fences,
+    health,
+    wearers,
+)
 from services.notifier.vapid import public_key
 from services.settings import Settings
 
@@ -62,4 +72,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(contacts.router)
     app.include_router(feed.router)
+    app.include_router(commands.router)
     return app

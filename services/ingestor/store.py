@@ -131,6 +131,20 @@ def _store_acks(conn: psycopg.Connection, plan: BatchPlan) -> None:
                 for a in plan.acks
             ],
         )
+        # The answered command moves on; only the watch it was sent to can answer it, and
+        # only once (a re-sent ack, or one after expiry, changes nothing). In command order,
+        # so that two replicas' batches never wait for each other's rows in a cycle.
+        cur.executemany(
+            "UPDATE commands SET status = CASE WHEN %(ok)s THEN 'acknowledged' ELSE 'failed' END,"
+            " acked_at = now(), detail = %(detail)s"
+            " WHERE command_id = %(cmd)s AND device_id = %(device)s"
+            " AND status IN ('pending', 'sent')",
+            [
+                {"ok": a.ack.ok, "cmd": a.ack.cmd, "device": a.device_id,
+                 "detail": a.ack.detail or (None if a.ack.ok else "the watch did not do it")}
+                for a in sorted(plan.acks, key=lambda a: (a.ack.cmd, a.device_id))
+            ],
+        )  # fmt: skip
 
 
 _FIX_COLUMNS = ("fix_t", "fix_seq", "lat", "lon", "acc", "src", "spd", "hdg")

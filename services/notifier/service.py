@@ -7,6 +7,8 @@ One loop per replica, any number of replicas (they share work through SKIP LOCKE
     4. wait       for NOTIFY anxin_outbox, or ``notifier_poll_s`` at most (the safety net)
 A lost NOTIFY costs at most one poll interval; a dead replica's claims come back when their
 lease runs out. Nothing here holds state that the database does not.
+With ANXIN_MQTT_URL set, a thread beside the loop sends the commands queued for watches
+(services/commands/dispatcher.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import psycopg
 from services.alerts import sql
 from services.alerts.messages import render
 from services.alerts.store import AlertWrites
+from services.commands.dispatcher import start_dispatcher
 from services.notifier.channels.base import Channel, Delivery, Outcome
 from services.notifier.channels.email import EmailChannel
 from services.notifier.channels.webhook import WebhookChannel
@@ -81,6 +84,7 @@ class Notifier:
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
+        commands = start_dispatcher(s, stop)  # downlink commands, when a broker is configured
         next_offline = 0.0
         delay = 0.5
         while not stop.is_set():
@@ -106,6 +110,8 @@ class Notifier:
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
         self._pool.shutdown(wait=True)
+        if commands is not None:
+            commands.join(10)
         log.info("stopped: %s", self.counters)
 
     def escalate(self, conn: psycopg.Connection) -> int:
