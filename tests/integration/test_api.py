@@ -165,17 +165,15 @@ def test_openapi_describes_every_route(client: TestClient) -> None:
     import importlib
     import pkgutil
 
-    import services.api.routes as routes_pkg
     from fastapi.routing import APIRoute
+
+    import services.api.routes as routes_pkg
 
     routes = set()
     for info in pkgutil.iter_modules(routes_pkg.__path__):
         router = importlib.import_module(f"services.api.routes.{info.name}").router
         routes |= {
-            (r.path, m.lower())
-            for r in router.routes
-            if isinstance(r, APIRoute)
-            for m in r.methods
+            (r.path, m.lower()) for r in router.routes if isinstance(r, APIRoute) for m in r.methods
         }
     paths = client.get("/openapi.json").json()["paths"]
     described = {(p, m) for p, ops in paths.items() for m in ops}

@@ -10,7 +10,6 @@ from services.storage.flavour import Flavour, installed_flavour
 from services.storage.migrate import MIGRATIONS_DIR, migrate, migrations_for
 from services.storage.partitions import apply_retention, ensure_day_partitions, partition_name
 
-
 # Every numbered migration file, once each (the flavour picks one file per number).
 ALL_VERSIONS = sorted({p.name[:4] for p in MIGRATIONS_DIR.glob("*.sql")})
 
