@@ -82,8 +82,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_token: SecretStr | None = Field(
-        default=None, description="Bearer token for the API until accounts exist (issue: people)"
+        default=None,
+        description="Operator token: full access for ops scripts and benchmarks, never given to"
+        " families or caregivers (they log in). Unset: no operator access",
     )
+    auth_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs access tokens (HMAC-SHA256); the API refuses to start without it",
+    )
+    access_token_ttl_s: int = Field(default=900, ge=30, description="Access token lifetime")
+    refresh_token_ttl_days: int = Field(default=30, ge=1, description="A login lasts this long")
     offline_after_s: int = Field(
         default=600, description="No fix or heartbeat this long: the device counts as offline"
     )
@@ -127,6 +135,22 @@ class Settings(BaseSettings):
 
     # Embedded servers for the demo.
     data_dir: str = Field(default="var", description="Where the demo keeps embedded server data")
+
+    # Broker service accounts (docs/security.md). Read only by `anxin devices broker-files`,
+    # which hashes them into Mosquitto's password file; each service logs in with its own in
+    # its ANXIN_MQTT_URL (mqtt://anxin.ingestor:PASSWORD@host). Unset: no such account.
+    broker_ingestor_password: SecretStr | None = Field(
+        default=None,
+        description="Broker account anxin.ingestor: reads every uplink, writes alarm receipts",
+    )
+    broker_commands_password: SecretStr | None = Field(
+        default=None,
+        description="Broker account anxin.commands: writes commands to watches (the dispatcher)",
+    )
+    broker_ops_password: SecretStr | None = Field(
+        default=None,
+        description="Broker account anxin.ops: reads broker statistics ($SYS) only; healthcheck",
+    )
 
 
 @lru_cache(maxsize=1)

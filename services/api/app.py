@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from services.api.feed_hub import FeedHub
 from services.api.routes import (
     alerts,
+    auth,
     commands,
     contacts,
     devices,
@@ -19,6 +22,8 @@ from services.api.routes import (
     feed,
     fences,
     health,
+    people,
+    privacy,
     wearers,
 )
 from services.notifier.vapid import public_key
@@ -28,8 +33,13 @@ from services.settings import Settings
 def create_app(settings: Settings) -> FastAPI:
     if not settings.database_url:
         raise ValueError("the API needs ANXIN_DATABASE_URL")
-    if settings.api_token is None or not settings.api_token.get_secret_value():
-        raise ValueError("the API needs ANXIN_API_TOKEN: it refuses to serve locations openly")
+    auth_secret = settings.auth_secret.get_secret_value() if settings.auth_secret else None
+    operator = settings.api_token.get_secret_value() if settings.api_token else None
+    if not auth_secret and not operator:
+        raise ValueError(
+            "the API needs ANXIN_AUTH_SECRET (for people's logins) and/or ANXIN_API_TOKEN"
+            " (the operator's token): it refuses to serve locations openly"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,14 +67,32 @@ def create_app(settings: Settings) -> FastAPI:
         title="Anxin family API",
         version="1.0.0",
         description="Where a wearer is, where they have been, and how their watch is doing."
-        " Every route but /healthz needs `Authorization: Bearer <ANXIN_API_TOKEN>`.",
+        " Every route but /healthz, registration and login needs `Authorization: Bearer"
+        " <access token>` (POST /v1/auth/login) — or the operator's ANXIN_API_TOKEN. What each"
+        " person may see and do with a wearer: docs/permissions.md.",
         lifespan=lifespan,
     )
-    app.state.api_token = settings.api_token.get_secret_value()
+    app.state.api_token = operator
+    app.state.auth_secret = auth_secret
+    app.state.settings = settings
     app.state.offline_after_s = settings.offline_after_s
     vapid = settings.vapid_private_key
     app.state.vapid_public_key = public_key(vapid.get_secret_value()) if vapid else None
+    @app.exception_handler(UnicodeEncodeError)
+    @app.exception_handler(psycopg.errors.UntranslatableCharacter)
+    @app.exception_handler(psycopg.errors.CharacterNotInRepertoire)
+    async def _unstorable_text(request: Request, exc: Exception) -> JSONResponse:
+        """Defence in depth behind services/api/text.py: a parameter PostgreSQL cannot hold
+        is the caller's mistake (422), not the server's (500)."""
+        return JSONResponse(
+            status_code=422,
+            content={"detail": "text may not contain NUL characters or invalid Unicode"},
+        )
+
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(people.router)
+    app.include_router(privacy.router)
     app.include_router(devices.router)
     app.include_router(wearers.router)
     app.include_router(fences.router)
