@@ -5,6 +5,7 @@ are driven by exactly the same publishers.
 Protocol on each worker's pipe (all waits are bounded):
     main → worker  ("prepare", spec)   build the payloads, connect           → ("ready", n)
     main → worker  ("go",)             publish them all, as fast as PUBACKs come back
+                                       (or paced at ``spec.rate`` messages/s)
                                                                               → ("done", stats)
     main → worker  ("exit",)
 Any failure is answered with ("error", text).
@@ -29,6 +30,7 @@ from bench.payloads import Workload, messages_for
 from bench.procstat import cpu_seconds
 
 CONNECT_TIMEOUT_S = 10.0
+PACE_SLACK_S = 0.001  # a paced publisher sleeps only when this far ahead of its schedule
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PublishSpec:
     publishers: int
     window: int  # most messages published and not yet acknowledged (QoS 1)
     timeout_s: float  # the whole publish must end within this
+    rate: float | None = None  # messages/s of this publisher, paced; None: as fast as acked
 
 
 def mqtt_client(client_id: str, **kwargs: Any) -> mqtt.Client:
@@ -93,7 +96,14 @@ class _Publisher:
         cpu0 = cpu_seconds(os.getpid())
         deadline = time.monotonic() + self.spec.timeout_s
         first = time.monotonic()
-        for topic, payload, _ in self.messages:
+        interval = 1.0 / self.spec.rate if self.spec.rate else 0.0
+        for i, (topic, payload, _) in enumerate(self.messages):
+            if interval:
+                # Message i is due at first + i × interval; sleeping only when more than
+                # PACE_SLACK_S ahead sends small bursts, a few per millisecond at most.
+                ahead = first + i * interval - time.monotonic()
+                if ahead > PACE_SLACK_S:
+                    time.sleep(ahead)
             if not self.window.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise TimeoutError("publisher: the broker stopped acknowledging")
             self.client.publish(topic, payload, qos=self.spec.qos)

@@ -60,14 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--naive-fixes", type=int, help=f"naive baseline (default {DEFAULTS['naive_fixes']:,})")
     add("--quick", action="store_true", help="small numbers (smoke test): 500 devices, 5,000 fixes")
     add("--phases", default=",".join(PHASES), help=f"a subset of {','.join(PHASES)}")
-    add("--window", type=int, default=1000, help="per publisher: most unacked QoS 1 messages")
-    add("--set", action="append", default=[], metavar="KEY=VALUE",
-        help="an ingestor setting for this run, e.g. --set ingestor_batch_size=1000")  # fmt: skip
-    add("--admin-url",
-        default=os.environ.get("ANXIN_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1/postgres"),
-        help="the PostgreSQL to create the benchmark database in")  # fmt: skip
-    add("--out", type=Path, default=ROOT / "bench" / "results", help="where the JSON goes")
-    add("--keep", action="store_true", help="keep the work directory (logs) and the database")
+    add_stack_options(p)
     args = p.parse_args(argv)
     base = QUICK if args.quick else DEFAULTS
     for key, value in base.items():
@@ -82,13 +75,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key in ("devices", "fixes", "publishers", "batch_fixes", "naive_fixes", "window"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be at least 1")
-    args.settings = {}
-    for item in args.set:
+    args.settings = ingestor_settings(p, args.set)
+    return args
+
+
+def add_stack_options(p: argparse.ArgumentParser) -> None:
+    """Options of every benchmark that runs the private stack (broker, database, ingestor)."""
+    add = p.add_argument
+    add("--window", type=int, default=1000, help="per publisher: most unacked QoS 1 messages")
+    add("--set", action="append", default=[], metavar="KEY=VALUE",
+        help="an ingestor setting for this run, e.g. --set ingestor_batch_size=1000")  # fmt: skip
+    add("--admin-url",
+        default=os.environ.get("ANXIN_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1/postgres"),
+        help="the PostgreSQL to create the benchmark database in")  # fmt: skip
+    add("--out", type=Path, default=ROOT / "bench" / "results", help="where the JSON goes")
+    add("--keep", action="store_true", help="keep the work directory (logs) and the database")
+
+
+def ingestor_settings(p: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items as ingestor settings (``ANXIN_`` prefix optional)."""
+    settings = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             p.error(f"--set wants KEY=VALUE, got {item!r}")
-        args.settings[key.strip().lower().removeprefix("anxin_")] = value
-    return args
+        settings[key.strip().lower().removeprefix("anxin_")] = value
+    return settings
 
 
 class Bench:
@@ -359,13 +371,18 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
                       lambda: bench.ingest("batches", 1, args.batch_fixes,
                                            BATCH_FIXES_PER_MESSAGE))  # fmt: skip
     finally:
-        result["duration_s"] = round(time.monotonic() - t0, 1)
-        result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        if args.keep:
-            result["workdir"] = str(workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish(result, t0, workdir, args.keep)
         result["ratios"] = ratios(result)
+
+
+def finish(result: dict[str, Any], t0: float, workdir: Path, keep: bool) -> None:
+    """A run's end, also a failed one: its duration, and its work directory kept or removed."""
+    result["duration_s"] = round(time.monotonic() - t0, 1)
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if keep:
+        result["workdir"] = str(workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _say(text: str) -> None:
@@ -376,8 +393,16 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through every ``finally``: nothing is left running
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_and_save(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, dict[str, Any]], None],
+    table: Callable[[dict[str, Any]], str],
+    tag: str,
+    prefix: str = "",
+) -> int:
+    """A benchmark's ``main``: SIGTERM unwinds every ``finally``; the result is written to
+    ``args.out/<prefix><UTC>.json`` and its table printed, or on failure what was measured goes
+    to ``<prefix><UTC>-failed.json`` and the exit code is 1."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = datetime.now(UTC)
     result: dict[str, Any] = {}
@@ -386,12 +411,16 @@ def main(argv: list[str] | None = None) -> int:
         run(args, result)
     except Exception as err:
         result["error"] = f"{type(err).__name__}: {err}"
-        print(f"[bench] failed: {result['error']}", file=sys.stderr)
+        print(f"[{tag}] failed: {result['error']}", file=sys.stderr)
         code = 1
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{started:%Y%m%dT%H%M%SZ}{'-failed' if code else ''}.json"
+    path = args.out / f"{prefix}{started:%Y%m%dT%H%M%SZ}{'-failed' if code else ''}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     if not code:
         print(table(result))
     print(f"\nsaved {path}", file=sys.stderr if code else sys.stdout)
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_and_save(parse_args(argv), run, table, "bench")

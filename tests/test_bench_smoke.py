@@ -1,4 +1,5 @@
-"""``python -m bench --quick`` runs end to end and writes a complete result.
+"""``python -m bench --quick`` and ``python -m bench.alert_latency --quick`` run end to end and
+write a complete result.
 
 Only the shape and the bookkeeping are checked (every section present, positive numbers, every
 published fix stored once): timings depend on the machine and are never asserted here.
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,22 +22,27 @@ ADMIN_URL = os.environ.get("ANXIN_TEST_ADMIN_URL", "postgresql://postgres@127.0.
 INGEST_SECTIONS = ("ingest_1", "ingest_2", "batches")
 
 
-@pytest.mark.timeout(60)
-def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+def run_quick(module: str, out: Path, timeout: float) -> dict[str, Any]:
+    """``python -m <module> --quick`` against the test PostgreSQL: the one JSON it wrote."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANXIN_")}
     env["ANXIN_BENCH_ADMIN_URL"] = ADMIN_URL
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", module, "--quick", "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=50,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    files = list(tmp_path.glob("*.json"))
+    files = list(out.glob("*.json"))
     assert len(files) == 1, files
-    r = json.loads(files[0].read_text())
+    return json.loads(files[0].read_text())
+
+
+@pytest.mark.timeout(60)
+def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+    r = run_quick("bench", tmp_path, timeout=50)
 
     p = r["parameters"]
     assert (p["devices"], p["fixes"], p["quick"]) == (500, 5000, True)
@@ -78,6 +85,42 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
 
     for name, value in r["ratios"].items():
         assert value is not None and value > 0, name
+
+
+@pytest.mark.timeout(90)
+def test_quick_alert_latency_bench_times_every_sos_at_every_load(tmp_path: Path) -> None:
+    r = run_quick("bench.alert_latency", tmp_path, timeout=80)
+    assert r["benchmark"] == "alert_latency" and "--quick" in r["command"]
+
+    p = r["parameters"]
+    assert (p["devices"], p["probes"], p["loads"], p["quick"]) == (500, 8, [0.0, 0.5, 0.9], True)
+    for key in ("nproc", "python", "mosquitto", "postgres"):
+        assert r["machine"][key], key
+    assert r["max_ingest"]["fixes_stored"] == r["max_ingest"]["fixes_published"] == 5000
+    assert r["max_fixes_per_s"] > 0
+    assert r["background_base_fixes_per_s"] == min(r["max_fixes_per_s"], 1000)
+
+    assert [lv["fraction"] for lv in r["levels"]] == p["loads"]
+    for lv in r["levels"]:
+        load = lv["load"]
+        assert (lv["probes"], lv["received"], lv["missing"]) == (8, 8, []), load
+        lat = lv["latency_ms"]
+        assert lat["n"] == 8 and 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"], load
+        assert lv["receipt_ms"]["n"] == 8, load  # every SOS was receipted to the watch
+        assert all(lv["stages_ms"][k]["n"] == 8 for k in ("queue_and_batch", "store_and_commit"))
+        b = lv["background"]
+        assert b["dead_letters"] == 0, load
+        assert b["fixes_stored"] == b["fixes_published"], load
+        if lv["fraction"] == 0:
+            assert b["fixes_published"] == 0 and b["drain_s"] is None
+        else:
+            assert b["fixes_published"] > 0 and b["published_per_s"] > 0, load
+            assert b["stored_per_s_during_sos"] > 0 and b["lag_max_s"] >= 0, load
+            assert b["drain_s"] is not None, load
+        assert lv["cpu_s"]["ingestor_1"] > 0 and "api" in lv["cpu_s"], load
+
+    assert r["sse_events"].get("alert.opened") == 24 and r["sse_unmatched"] == 0
+    assert r["ingestor_counters"][0]["alarms_new"] == 24
 
 
 @pytest.mark.timeout(60)
