@@ -1,4 +1,5 @@
-"""``anxin``: one entry point, a subcommand per job (demo, ingest, notify, api, sim, db, fences)."""
+"""``anxin``: one entry point, a subcommand per job (demo, ingest, notify, api, sim, db, fences,
+devices)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from services.devices.cli import add_devices_parser
 from services.settings import Settings, get_settings
 
 
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="replace fences of the same wearer and name"
     )
     load.set_defaults(func=cmd_fences_load)
+    add_devices_parser(sub)
     return parser
 
 

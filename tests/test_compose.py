@@ -32,6 +32,10 @@ MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto.conf"
 TEST_ENV = {
     "POSTGRES_PASSWORD": "test-only-db-password",
     "ANXIN_API_TOKEN": "test-only-api-token",
+    "ANXIN_BROKER_INGESTOR_PASSWORD": "test-only-ingestor-password",
+    "ANXIN_BROKER_COMMANDS_PASSWORD": "test-only-commands-password",
+    "ANXIN_BROKER_OPS_PASSWORD": "test-only-ops-password",
+    "ANXIN_INGESTOR_GROUP": "test-only-group",
 }
 REQUIRED_VARS = tuple(TEST_ENV)
 
@@ -42,10 +46,19 @@ SUBCOMMANDS: dict[tuple[str, ...], set[str]] = {
     ("ingest",): set(),
     ("notify",): set(),
     ("api",): set(),
-    ("sim",): {"--devices", "--rate"},
+    ("sim",): {"--devices", "--rate", "--credentials"},
     ("demo",): set(),
+    ("devices", "broker-files"): {"--out", "--owner"},
+    ("devices", "issue-demo"): {"--devices", "--out", "--owner"},
 }
-ANXIN_SERVICES = {"migrate", "ingestor-1", "ingestor-2", "notifier", "api", "seed", "sim"}
+# Options whose value is not a number: a path in the container, or a uid:gid.
+PATH_OPTIONS = {"--out", "--credentials"}
+OWNER_OPTIONS = {"--owner"}
+ANXIN_SERVICES = {
+    "migrate", "ingestor-1", "ingestor-2", "notifier", "api", "seed", "sim",
+    "broker-files", "sim-credentials",
+}  # fmt: skip
+BROKER_AUTH_DIR = "/mosquitto/auth"  # where deploy/mosquitto.conf reads its login files
 
 
 # --------------------------------------------------------------------------- helpers
@@ -259,7 +272,12 @@ def test_every_anxin_command_is_a_cli_subcommand(config):
         assert len(rest) % 2 == 0, f"{name}: options must be --name value pairs: {rest}"
         for opt, value in zip(rest[::2], rest[1::2], strict=True):
             assert opt in SUBCOMMANDS[prefix], f"{name}: {opt} is not an option of {prefix}"
-            float(value)  # every option used here is numeric
+            if opt in PATH_OPTIONS:
+                assert value.startswith("/"), f"{name}: {opt} {value} is not an absolute path"
+            elif opt in OWNER_OPTIONS:
+                assert re.fullmatch(r"\d+:\d+", value), f"{name}: {opt} {value} is not uid:gid"
+            else:
+                float(value)  # every other option used here is numeric
 
 
 def test_two_ingestor_replicas_with_distinct_stable_client_ids(config):
@@ -269,6 +287,9 @@ def test_two_ingestor_replicas_with_distinct_stable_client_ids(config):
     ids = {n: _environment(s).get("ANXIN_INGESTOR_CLIENT_ID", "") for n, s in ingestors.items()}
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", v) for v in ids.values()), ids
     assert len(set(ids.values())) == 2, f"client ids must differ per replica: {ids}"
+    # One shared group, a secret from the environment (a watch that knew it could join it).
+    groups = {_environment(s).get("ANXIN_INGESTOR_GROUP") for s in ingestors.values()}
+    assert groups == {TEST_ENV["ANXIN_INGESTOR_GROUP"]}, groups
     for name, svc in ingestors.items():
         deps = svc.get("depends_on") or {}
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
@@ -277,9 +298,19 @@ def test_two_ingestor_replicas_with_distinct_stable_client_ids(config):
 
 
 def test_anxin_services_share_one_environment(config):
+    def account_url(user: str, var: str) -> str:
+        return f"mqtt://{user}:{TEST_ENV[var]}@mosquitto:1883"
+
+    # The ingestors and the notifier (its command dispatcher) log in with their service
+    # accounts; the simulated watches with their own (--credentials); the rest use no broker.
+    urls = {
+        "ingestor-1": account_url("anxin.ingestor", "ANXIN_BROKER_INGESTOR_PASSWORD"),
+        "ingestor-2": account_url("anxin.ingestor", "ANXIN_BROKER_INGESTOR_PASSWORD"),
+        "notifier": account_url("anxin.commands", "ANXIN_BROKER_COMMANDS_PASSWORD"),
+    }
     for name in ANXIN_SERVICES:
         env = _environment(config["services"][name])
-        assert env["ANXIN_MQTT_URL"] == "mqtt://mosquitto:1883", name
+        assert env["ANXIN_MQTT_URL"] == urls.get(name, "mqtt://mosquitto:1883"), name
         assert env["ANXIN_DATABASE_URL"] == (
             f"postgresql://postgres:{TEST_ENV['POSTGRES_PASSWORD']}@db:5432/anxin"
         ), name
@@ -304,6 +335,57 @@ def test_mosquitto_uses_the_project_config_and_keeps_its_data(config):
     assert volumes[data_target] in config.get("volumes", {}), "broker data needs a named volume"
     assert "mosquitto_sub" in str(svc["healthcheck"]["test"]) or "mosquitto_pub" in str(
         svc["healthcheck"]["test"]
+    )
+
+
+def _mount(service: dict[str, Any], target: str) -> tuple[str, bool]:
+    """(volume name, read-only) of what is mounted at ``target``."""
+    for vol in service.get("volumes") or []:
+        if isinstance(vol, str):
+            parts = vol.split(":")
+            if len(parts) > 1 and parts[1] == target:
+                return parts[0], len(parts) > 2 and "ro" in parts[2].split(",")
+        elif str(vol["target"]) == target:
+            return str(vol.get("source", "")), bool(vol.get("read_only"))
+    raise AssertionError(f"nothing is mounted at {target}: {service.get('volumes')}")
+
+
+def test_the_broker_requires_logins_from_files_generated_before_it_starts(config):
+    conf = MOSQUITTO_CONF.read_text()
+    assert re.search(r"^allow_anonymous false$", conf, re.M)
+    files = dict(re.findall(r"^(password_file|acl_file)\s+(\S+)$", conf, re.M))
+    assert files == {
+        "password_file": f"{BROKER_AUTH_DIR}/password_file",
+        "acl_file": f"{BROKER_AUTH_DIR}/acl_file",
+    }
+    services = config["services"]
+    broker, writer = services["mosquitto"], services["broker-files"]
+    volume, read_only = _mount(broker, BROKER_AUTH_DIR)
+    assert volume in config.get("volumes", {}) and read_only
+    cmd = _command(writer)
+    out = cmd[cmd.index("--out") + 1]
+    assert _mount(writer, out) == (volume, False), "broker-files must write where the broker reads"
+    assert cmd[cmd.index("--owner") + 1] == "1883:1883"  # eclipse-mosquitto's mosquitto user
+    assert broker["depends_on"]["broker-files"]["condition"] == "service_completed_successfully"
+    deps = writer["depends_on"]
+    assert deps["migrate"]["condition"] == "service_completed_successfully"
+    assert deps["sim-credentials"]["condition"] == "service_completed_successfully"
+    assert writer.get("restart") == "no"
+
+
+def test_broker_passwords_go_only_where_they_are_needed(config):
+    def holders(var: str) -> set[str]:
+        return {
+            name
+            for name, svc in config["services"].items()
+            if any(TEST_ENV[var] in value for value in _environment(svc).values())
+        }
+
+    assert holders("ANXIN_BROKER_INGESTOR_PASSWORD") == {"broker-files", "ingestor-1", "ingestor-2"}
+    assert holders("ANXIN_BROKER_COMMANDS_PASSWORD") == {"broker-files", "notifier"}
+    assert holders("ANXIN_BROKER_OPS_PASSWORD") == {"broker-files", "mosquitto"}
+    assert "ANXIN_BROKER_OPS_PASSWORD" in " ".join(
+        map(str, config["services"]["mosquitto"]["healthcheck"]["test"])
     )
 
 
@@ -333,10 +415,21 @@ def test_sim_runs_after_seed_with_the_seeded_devices(config):
         cmd = _command(services[name])
         return cmd[cmd.index("--devices") + 1]
 
-    assert devices("sim") == devices("seed")
+    assert devices("sim") == devices("seed") == devices("sim-credentials")
     deps = services["sim"]["depends_on"]
     assert deps["seed"]["condition"] == "service_completed_successfully"
+    assert deps["sim-credentials"]["condition"] == "service_completed_successfully"
     assert deps["mosquitto"]["condition"] == "service_healthy"
+    creds_deps = services["sim-credentials"]["depends_on"]
+    assert creds_deps["seed"]["condition"] == "service_completed_successfully"
+    # The simulator reads its watches' passwords from the file sim-credentials writes.
+    sim_cmd, writer_cmd = _command(services["sim"]), _command(services["sim-credentials"])
+    path = sim_cmd[sim_cmd.index("--credentials") + 1]
+    assert writer_cmd[writer_cmd.index("--out") + 1] == path
+    folder = path.rsplit("/", 1)[0]
+    volume, read_only = _mount(services["sim"], folder)
+    assert read_only and _mount(services["sim-credentials"], folder) == (volume, False)
+    assert volume in config.get("volumes", {})
     seed_deps = services["seed"]["depends_on"]
     assert seed_deps["migrate"]["condition"] == "service_completed_successfully"
 

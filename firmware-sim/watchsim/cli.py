@@ -23,6 +23,7 @@ from watchsim.plan import (
     DEFAULT_WALK_RADIUS_M,
     DEMO_WALK_RADIUS_M,
     FleetConfig,
+    parse_credentials,
     parse_press,
     parse_range,
     parse_stay,
@@ -189,6 +190,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="broker, mqtt://[user:pass@]host:port (default: ANXIN_MQTT_URL)",
     )
+    a(
+        "--credentials",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="per-device broker logins: a JSON object {device id: password} (anxin devices "
+        "issue-demo writes one); each watch logs in as its own device id. Default: the "
+        "URL's user:pass, if any, for every watch",
+    )
     a("--topic-prefix", default=None, help="first topic level (default: ANXIN_TOPIC_PREFIX)")
     a("--summary", type=Path, default=None, metavar="FILE", help="write a JSON summary at exit")
 
@@ -223,6 +233,7 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         utc_offset_h=args.utc_offset,
         seq_base=args.seq_base,
         max_payload_bytes=settings.max_payload_bytes,
+        credentials=parse_credentials(args.credentials) if args.credentials else None,
     )
 
 

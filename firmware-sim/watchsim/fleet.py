@@ -102,7 +102,7 @@ class Fleet:
                 Link(
                     i,
                     watch,
-                    config.broker,
+                    config.broker_for(did),
                     self.topics,
                     self._events,
                     keepalive_s=config.keepalive_s,
@@ -119,6 +119,7 @@ class Fleet:
         self.log(
             f"[watchsim] {len(self.links)} watches -> {self.cfg.broker.redacted()} "
             f"prefix={self.cfg.topic_prefix} rate={self.cfg.rate}/s seed={self.seed}"
+            + (" (each logs in as its device id)" if self.cfg.credentials is not None else "")
         )
         c = self.clock
         if not c.is_real_time:
@@ -245,7 +246,7 @@ class Fleet:
                 self._warn(f"[watchsim] {w.device_id} lost the broker ({data}); reconnecting")
         elif kind == "connect_refused":
             self._warn(
-                f"[watchsim] {w.device_id} cannot connect to {self.cfg.broker.redacted()}: {data}"
+                f"[watchsim] {w.device_id} cannot connect to {link.broker.redacted()}: {data}"
             )
         elif kind == "cmd":
             w.on_command(data, now)

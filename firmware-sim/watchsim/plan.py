@@ -7,8 +7,10 @@ code, and so the parsing rules are tested without a broker.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from services.mqtt_url import MqttTarget
 from services.protocol import DEVICE_ID_RE, AlarmMode, AlarmType
@@ -110,6 +112,20 @@ def parse_range(spec: str) -> tuple[float, float]:
     return lo, hi
 
 
+def parse_credentials(path: Path) -> dict[str, str]:
+    """``--credentials FILE``: a JSON object {device id: password}, as written by ``anxin
+    devices issue-demo`` (or assembled from ``anxin devices provision --json``)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--credentials {path}: {e}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError(f"--credentials {path}: want a JSON object {{device id: password}}")
+    return data
+
+
 def device_id(prefix: str, index: int) -> str:
     """``w`` + 5-digit index: the ids the demo database seeds (w00001, w00002, …)."""
     did = f"{prefix}{index:05d}"
@@ -148,6 +164,15 @@ class FleetConfig:
     progress_every_s: float = 10.0
     keepalive_s: int = 30
     session_expiry_s: int = 24 * 3600
+    # Per-device broker logins (device id -> password); None: every watch uses ``broker``'s.
+    credentials: dict[str, str] | None = field(default=None, repr=False)
+
+    def broker_for(self, did: str) -> MqttTarget:
+        """Where watch ``did`` connects, and as whom: with per-device credentials it logs in
+        as its own device id, which is what the broker's ACL keys on (docs/security.md)."""
+        if self.credentials is None:
+            return self.broker
+        return replace(self.broker, username=did, password=self.credentials[did])
 
     def walk_radius(self) -> float:
         if self.walk_radius_m is not None:
@@ -198,4 +223,9 @@ class FleetConfig:
                         f"({scripted[p.device_index]} and {opt}); one per watch"
                     )
                 scripted[p.device_index] = opt
-        self.device_ids()  # raises on an id the protocol refuses
+        ids = self.device_ids()  # raises on an id the protocol refuses
+        if self.credentials is not None:
+            missing = [d for d in ids if d not in self.credentials]
+            if missing:
+                more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+                raise ValueError(f"--credentials has no password for {missing[0]}{more}")
