@@ -255,6 +255,7 @@ class Ingestor:
             self._client.disconnect(properties=self._disconnect_properties(leave_group))
             self._client.loop_stop()
             self._pool.close()
+            self._report_floods()
             log.info("stopped: %s", self.counters)
 
     def _report_floods(self) -> None:
@@ -263,7 +264,7 @@ class Ingestor:
             top = ", ".join(f"{d} ×{n}" for d, n in report.most_common(5))
             log.warning(
                 "flood limit: %d messages from %d devices dead-lettered as rate_limited"
-                " in the last 10 s (%s)",
+                " since the last report (%s)",
                 report.total(),
                 len(report),
                 top,

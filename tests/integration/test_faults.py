@@ -72,7 +72,7 @@ def test_a_database_crash_mid_stream_is_ridden_out_with_a_bounded_buffer_and_los
     ingestor = start_ingestor(tmp_path, broker.url, db_url, topic_prefix,
                               ingestor_batch_size=50, ingestor_receive_maximum=window)  # fmt: skip
     sim = run_sim(tmp_path, broker.url, topic_prefix, "--devices", "20", "--rate", "4",
-                  "--fixes", "48", "--sos-every", "0.5", "--drain-timeout", "90")  # fmt: skip
+                  "--fixes", "40", "--sos-every", "0.5", "--drain-timeout", "90")  # fmt: skip
     try:
         wait_for(lambda: count(db_url, "SELECT count(*) FROM positions") >= 100, 30, "a start")
         pg.stop("immediate")  # a crash: connections cut, no checkpoint
@@ -128,7 +128,7 @@ def crash_the_broker_while_the_ingestor_is_away(
     assert ingestor.proc is not None
     presses = [f"{i}:sos:silent@{at}" for i, at in ((2, 3), (3, 4), (4, 5), (5, 6))]
     sim = run_sim(tmp_path, broker.url, topic_prefix, "--devices", "10", "--first-index", "2",
-                  "--rate", "2", "--fixes", "24", "--drain-timeout", "90",
+                  "--rate", "2", "--fixes", "16", "--drain-timeout", "90",
                   *[a for p in presses for a in ("--press", p)])  # fmt: skip
     watch = None
     sent = [900_001, 900_002, 900_003]

@@ -179,10 +179,10 @@ def test_a_flooding_watch_is_limited_counted_and_dead_lettered_while_the_others_
         seed_demo(conn, 21)
     ingestor = start_ingestor(tmp_path, broker.url, db_url, topic_prefix)
     sim = run_sim(tmp_path, broker.url, topic_prefix, "--devices", "20", "--first-index", "2",
-                  "--rate", "1", "--fixes", "12", "--drain-timeout", "60")  # fmt: skip
+                  "--rate", "1", "--fixes", "8", "--drain-timeout", "60")  # fmt: skip
     flooder = Watch(broker.url, topic_prefix, "w00001")
     try:
-        time.sleep(3)  # the ordinary watches are under way
+        time.sleep(2)  # the ordinary watches are under way
         started = time.monotonic()
         infos = []
         for seq in range(flood):
@@ -213,7 +213,7 @@ def test_a_flooding_watch_is_limited_counted_and_dead_lettered_while_the_others_
     assert dead >= flood - 60 - 5 * (flood_s + 2)
     assert count(db_url, "SELECT count(*) FROM dead_letters") == dead  # nobody else limited
     assert count(db_url, "SELECT count(*) FROM alarms WHERE device_id = 'w00001'") == 1
-    assert len(published) == 20 * 12
+    assert len(published) == 20 * 8
     log = ingestor.log()
     final = re.findall(r"stopped: Counters\(.*rate_limited=(\d+)", log)
     assert final and int(final[-1]) == dead
