@@ -51,7 +51,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from services.api.app import create_app
 
     settings = get_settings()
-    _need(settings, "database_url", "api_token")
+    _need(settings, "database_url")  # and ANXIN_AUTH_SECRET and/or ANXIN_API_TOKEN: create_app says
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 from psycopg_pool import ConnectionPool
 
 from services.ingestor.access import DeviceAccessCache
+from services.ingestor.alert_stage import NewEvents, apply_alerts
 from services.ingestor.decode import Limits
 from services.ingestor.fence_stage import FenceCache, FenceConflict, FenceOutcome, apply_fences
 from services.ingestor.flood import FloodLimiter
@@ -77,6 +78,7 @@ class Counters:
     store_retries: int = 0
     fence_decisions: int = 0
     fence_events: int = 0
+    alerts_opened: int = 0
     fence_conflicts: int = 0
     receipts: int = 0
     rate_limited: int = 0  # messages over a device's flood limit, dead-lettered
@@ -369,7 +371,7 @@ class Ingestor:
             flood = self._flood.trial() if self._flood is not None else None
             plan = prepare_batch(received, access, self.topics, self.limits, flood)
             self._ensure_partitions(conn, plan)
-            result = store_batch(conn, plan, self._fence_step)
+            result = store_batch(conn, plan, self._fence_step, self._alert_step)
         if flood is not None:
             flood.commit()  # only now: a retried batch must not be charged twice
             self.counters.rate_limited += flood.limited.total()
@@ -378,6 +380,15 @@ class Ingestor:
 
     def _fence_step(self, conn: psycopg.Connection, plan: BatchPlan) -> FenceOutcome:
         return apply_fences(conn, plan, self._fences.index, self._access.wearer_of)
+
+    def _alert_step(self, conn: psycopg.Connection, plan: BatchPlan, events: NewEvents) -> int:
+        return apply_alerts(
+            conn,
+            plan,
+            events,
+            self._access.wearer_of,
+            bad_fix_accuracy_m=self.settings.alert_bad_fix_accuracy_m,
+        )
 
     def _ensure_partitions(self, conn: psycopg.Connection, plan: BatchPlan) -> None:
         if self._flavour is not Flavour.PLAIN:
@@ -397,6 +408,7 @@ class Ingestor:
         c.dead_letters += result.dead_letters
         c.fence_decisions += result.fences.decisions
         c.fence_events += result.fences.transitions
+        c.alerts_opened += result.alerts_opened
 
     def _confirm(self, batch: list[Inbound], plan: BatchPlan) -> None:
         """Stage 5: receipts for committed alarms, then MQTT acks (current connection only)."""

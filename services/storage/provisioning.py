@@ -74,43 +74,6 @@ def revoke(conn: psycopg.Connection, device_id: str) -> bool:
     return cur.rowcount == 1
 
 
-def seed_demo_contacts(conn: psycopg.Connection, wearer_ids: list[str]) -> tuple[int, int]:
-    """A family (caring for the first wearer) and a community caregiver (caring for every demo
-    wearer), with the family first and the caregiver second in the first wearer's escalation.
-    Idempotent: found again by name. Returns (family contact id, caregiver contact id)."""
-
-    def contact(name: str, role: str) -> int:
-        row = conn.execute("SELECT contact_id FROM contacts WHERE name = %s", (name,)).fetchone()
-        if row is None:
-            row = conn.execute(
-                "INSERT INTO contacts (name, role) VALUES (%s, %s) RETURNING contact_id",
-                (name, role),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    with conn.transaction():
-        family = contact("Demo family (王家)", "family")
-        carer = contact("Demo caregiver (社区照护中心)", "caregiver")
-        conn.execute(
-            "INSERT INTO care (contact_id, wearer_id) SELECT %s, unnest(%s::text[])"
-            " ON CONFLICT DO NOTHING",
-            (carer, wearer_ids),
-        )
-        if wearer_ids:
-            first = wearer_ids[0]
-            conn.execute(
-                "INSERT INTO care (contact_id, wearer_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (family, first),
-            )
-            conn.execute(
-                "INSERT INTO escalation_tiers (wearer_id, tier, contact_ids) VALUES"
-                " (%s, 1, %s), (%s, 2, %s) ON CONFLICT DO NOTHING",
-                (first, [family], first, [carer]),
-            )
-    return family, carer
-
-
 # --- credentials ----------------------------------------------------------------------------
 
 
