@@ -32,6 +32,7 @@ MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto.conf"
 TEST_ENV = {
     "POSTGRES_PASSWORD": "test-only-db-password",
     "ANXIN_API_TOKEN": "test-only-api-token",
+    "ANXIN_AUTH_SECRET": "test-only-auth-secret",
     "ANXIN_BROKER_INGESTOR_PASSWORD": "test-only-ingestor-password",
     "ANXIN_BROKER_COMMANDS_PASSWORD": "test-only-commands-password",
     "ANXIN_BROKER_OPS_PASSWORD": "test-only-ops-password",
