@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         default=None,
         description="Broker account anxin.ops: reads broker statistics ($SYS) only; healthcheck",
     )
+    map_tile_url: str = Field(
+        default="",
+        description="Map tiles for the web app, a Leaflet URL template such as"
+        " https://tile.example.org/{z}/{x}/{y}.png. Empty: no tiles (a plain background with"
+        " the wearers and fences; the app works offline and tells no tile server where anyone is)",
+    )
 
 
 @lru_cache(maxsize=1)

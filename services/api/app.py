@@ -28,6 +28,7 @@ from services.api.routes import (
 )
 from services.notifier.vapid import public_key
 from services.settings import Settings
+from services.web.routes import router as web_router
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -101,4 +102,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(contacts.router)
     app.include_router(feed.router)
     app.include_router(commands.router)
+    app.include_router(web_router)
     return app
