@@ -71,6 +71,17 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
+def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProcess]:
+    """A Mosquitto of the module's own. The simulated watches keep persistent sessions named
+    after their device ids, and the family's looks queue "viewed by" notices in them: on the
+    run's shared broker those would reach the next test that simulates the same watch."""
+    b = MosquittoProcess(tmp_path_factory.mktemp("mosquitto"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
 def module_db(template_db: str) -> Iterator[str]:
     """A fresh migrated database for the whole module (its stack outlives single tests)."""
     name = f"anxin_t_{RUN_ID}_web_{uuid.uuid4().hex[:6]}"

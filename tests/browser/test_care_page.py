@@ -30,7 +30,7 @@ class Centre:
 
 @pytest.fixture(scope="module")
 def centre(
-    tmp_path_factory: pytest.TempPathFactory, broker: MosquittoProcess, module_db: str
+    tmp_path_factory: pytest.TempPathFactory, module_broker: MosquittoProcess, module_db: str
 ) -> Iterator[Centre]:
     """A care centre whose caregiver Carol was granted three wearers."""
     with psycopg.connect(module_db) as conn:
@@ -39,7 +39,7 @@ def centre(
     carol = make_user(module_db, "Carol Chen", role="caregiver", org_id=org)
     for i in (1, 2, 3):
         grant_care(module_db, f"wearer-w0000{i}", org)
-    stack_gen = start_stack(tmp_path_factory.mktemp("care"), broker, module_db)
+    stack_gen = start_stack(tmp_path_factory.mktemp("care"), module_broker, module_db)
     stack = next(stack_gen)
     try:
         yield Centre(stack, stack.email(carol), stack.contact(carol))

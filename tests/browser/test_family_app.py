@@ -27,6 +27,7 @@ from services.storage.fences import save_fences
 from services.storage.provisioning import seed_demo
 from services.web.routes import page_headers, tile_source
 from tests.browser.conftest import Phone, Stack, log_in, open_phone, start_stack
+from tests.support.alerting import press_sos
 from tests.support.broker import MosquittoProcess
 from tests.support.people import PASSWORD, make_user, relate
 from tests.support.stack import wait_for
@@ -46,7 +47,7 @@ class Family:
 
 @pytest.fixture(scope="module")
 def family(
-    tmp_path_factory: pytest.TempPathFactory, broker: MosquittoProcess, module_db: str
+    tmp_path_factory: pytest.TempPathFactory, module_broker: MosquittoProcess, module_db: str
 ) -> Iterator[Family]:
     """Two wearers, Wang Ming their guardian; Wang Li family of the first; the second wearer
     has a safe circle around the simulator's home for them and two escalation tiers (Wang
@@ -64,7 +65,7 @@ def family(
             "properties": {"name": "home", "kind": "safe", "radius_m": 200, "margin_m": 5,
                            "dwell_s": 0, "wearer": WANDERER}}  # fmt: skip
     tmp = tmp_path_factory.mktemp("family")
-    stack_gen = start_stack(tmp, broker, module_db)
+    stack_gen = start_stack(tmp, module_broker, module_db)
     stack = next(stack_gen)
     try:
         contacts = [stack.contact(guardian), stack.contact(second)]
@@ -291,10 +292,12 @@ def chinese_phone(browser) -> Iterator[Phone]:  # type: ignore[no-untyped-def]
     yield from open_phone(browser, locale="zh-CN")
 
 
-def test_a_family_member_who_is_not_guardian_sees_why_and_the_language_follows_the_browser(
+def test_a_family_member_who_is_not_guardian_sees_why_and_a_phone_without_sound_gets_the_banner(
     family: Family, chinese_phone: Phone
 ) -> None:
     s, page = family.stack, chinese_phone.page
+    # This phone refuses to make sound: the banner must come all the same, and nothing throws.
+    page.add_init_script("window.AudioContext = function () { throw new Error('no audio'); }")
     page.goto(s.url + "/")
     expect(page.locator("#login-form button[type=submit]")).to_have_text("登录")
     log_in(chinese_phone, s.url, "/", family.relative, PASSWORD)
@@ -314,6 +317,12 @@ def test_a_family_member_who_is_not_guardian_sees_why_and_the_language_follows_t
         "Only the wearer's guardian can see and change this."
     )
     assert page.evaluate("document.documentElement.lang") == "en"
+    press_sos(s.db_url, "w00001", 1, mode="silent")
+    banner = page.locator("#alert-banner")
+    expect(banner).to_contain_text("Silent SOS")
+    expect(banner).to_contain_text("Do NOT call the watch")
+    page.get_by_role("button", name="Acknowledge").click()
+    expect(banner).to_be_hidden()
 
 
 def test_the_app_is_served_by_the_api_itself_with_leaflet_from_the_package(

@@ -43,8 +43,10 @@ export async function start(config) {
     const first = state.me.wearers[0];
     if (first) await select(first.wearer_id);
     await Promise.all([pollLocations(), pollMemberships()]);
-    timers.push(setInterval(() => quietly(pollLocations()), LOCATION_EVERY_MS));
-    timers.push(setInterval(() => quietly(pollMemberships()), MEMBERSHIP_EVERY_MS));
+    // Only while someone can see the page: each read is audited as a look at the wearer.
+    timers.push(setInterval(() => document.hidden || quietly(pollLocations()), LOCATION_EVERY_MS));
+    timers.push(setInterval(() => document.hidden || quietly(pollMemberships()),
+      MEMBERSHIP_EVERY_MS)); // prettier-ignore
     timers.push(setInterval(() => renderAlerts(), 30000));
     if (state.me.contact_id != null) startFeed(state.me.contact_id);
   }
@@ -122,9 +124,11 @@ export async function start(config) {
   }
 
   function renderCards() {
+    const focused = document.activeElement?.dataset?.wearerId; // kept across the re-draw
     const cards = Object.values(state.wearers).map(card);
     replaceChildren($("#wearer-cards"), cards.length ? cards : h("li", { class: "muted" },
       t("card.none"))); // prettier-ignore
+    if (focused) $(`.wearer-card[data-wearer-id="${CSS.escape(focused)}"]`)?.focus();
   }
 
   function startFeed(contactId) {
@@ -173,6 +177,9 @@ export async function start(config) {
       quietly(watch.load(state.wearers[state.selected]));
     }
     if (state.feed !== "off") showFeedState(state.feed);
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && state.me) quietly(pollLocations());
   });
   await runSession(enter, leave);
 }
