@@ -52,7 +52,7 @@ class Replicas:
             p.start()
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
         for p in self.procs:
-            while "subscribed to" not in p.log():
+            while "(fixes lane)" not in p.log() and "(all lane)" not in p.log():
                 assert p.proc is not None
                 if p.proc.poll() is not None:
                     raise RuntimeError(f"ingestor exited at start:\n{p.log()[-3000:]}")

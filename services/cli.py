@@ -28,11 +28,11 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from services.ingestor.service import Ingestor
+    from services.ingestor.service import run_ingestor
 
     settings = get_settings()
     _need(settings, "mqtt_url", "database_url")
-    Ingestor(settings).run(_stop_on_signals(), leave_group=args.leave_group)
+    run_ingestor(settings, _stop_on_signals(), leave_group=args.leave_group)
     return 0
 
 

@@ -9,6 +9,7 @@ device identity is never in a payload, only in the topic.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -227,13 +228,15 @@ class Topics:
     def command(self, device_id: str) -> str:
         return f"{self._root}{device_id}/cmd"
 
-    def uplink_filters(self) -> list[str]:
+    def uplink_filters(self, kinds: Iterable[UplinkKind] = tuple(UplinkKind)) -> list[str]:
         """One filter per uplink kind: a single ``+/+`` would also match the ``cmd`` topics,
         and the ingestor would receive its own receipts."""
-        return [f"{self._root}+/{kind.value}" for kind in UplinkKind]
+        return [f"{self._root}+/{kind.value}" for kind in kinds]
 
-    def shared_uplink_filters(self, group: str) -> list[str]:
-        return [f"$share/{group}/{f}" for f in self.uplink_filters()]
+    def shared_uplink_filters(
+        self, group: str, kinds: Iterable[UplinkKind] = tuple(UplinkKind)
+    ) -> list[str]:
+        return [f"$share/{group}/{f}" for f in self.uplink_filters(kinds)]
 
     def parse_uplink(self, topic: str) -> tuple[str, UplinkKind] | None:
         """(device_id, kind) for a well-formed uplink topic, else None."""

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         " off on the embedded broker, whose $share handling is unsafe (docs/embedded.md)",
     )
     ingestor_batch_size: int = Field(default=500, ge=1, le=20000)
+    ingestor_alarm_lane: bool = Field(
+        default=True,
+        description="Alarms on a connection (session: <client id>-alarms) of their own, stored"
+        " without waiting for a batch, so an SOS never queues behind location fixes",
+    )
     ingestor_batch_wait_ms: int = Field(
         default=50, ge=1, description="Longest a message waits for its batch to fill"
     )

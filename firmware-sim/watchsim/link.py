@@ -151,6 +151,11 @@ class Link:
         self._put("disconnected", str(rc))
 
     def _on_message(self, c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        # Only what arrives on this watch's own command topic is a command to it. A session
+        # can still hold messages queued under an older subscription (another topic prefix):
+        # those are not for this watch as it is configured now.
+        if msg.topic != self.topics.command(self.device_id):
+            return
         self._put("cmd", msg.payload)
 
     def _on_publish(self, c: mqtt.Client, u: Any, mid: int, rc: ReasonCode, p: Any) -> None:

@@ -23,6 +23,19 @@ from services.people.privacy import notice_due
 NOTICE_TTL_S = 24 * 3600  # a notice still matters when the watch is back tomorrow
 
 
+async def _silent_sos_open(conn: AsyncConnection[DictRow], wearer_id: str) -> bool:
+    """While a silent SOS is open the watch must show nothing at all: a "viewed by" notice
+    on its screen could tell the person near the wearer that help was called. The look is
+    still audited (``notified`` false); the next look after the alert closes tells the watch."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM alerts WHERE wearer_id = %s AND kind = 'sos_silent'"
+        " AND status <> 'resolved') AS open",
+        (wearer_id,),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["open"])
+
+
 def viewer_name(p: Principal) -> str:
     return "Anxin operator" if p.operator else p.name
 
@@ -41,7 +54,9 @@ async def location_read(
             (wearer_id, p.user_id, viewer_name(p)),
         )
         row = await cur.fetchone()
-        notify = notice_due(row["last"] if row else None, now)
+        notify = notice_due(row["last"] if row else None, now) and not await _silent_sos_open(
+            conn, wearer_id
+        )
         device = None
         if notify:
             dev = await (await conn.execute(WEARER_DEVICE, (wearer_id,))).fetchone()

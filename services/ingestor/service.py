@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -43,7 +44,7 @@ from services.ingestor.pipeline import Received, prepare_batch, topic_devices
 from services.ingestor.plan import BatchPlan, plan_batch
 from services.ingestor.store import StoreResult, store_batch
 from services.mqtt_url import parse_mqtt_url
-from services.protocol import AlarmReceipt, Topics
+from services.protocol import AlarmReceipt, Topics, UplinkKind
 from services.settings import Settings
 from services.storage.flavour import Flavour, installed_flavour
 from services.storage.partitions import (
@@ -85,11 +86,54 @@ class Counters:
     held_max: int = 0  # most messages held in memory at once (bounded by ReceiveMaximum)
 
 
+class Lane(StrEnum):
+    """Which uplinks a consumer takes. MQTT acknowledges in arrival order on a connection, so
+    an SOS behind a backlog of fixes on the same connection waits for all of them; on its own
+    connection (its own session) it is stored at once, whatever the load."""
+
+    ALL = "all"
+    FIXES = "fixes"  # everything but alarms
+    ALARMS = "alarms"
+
+    def kinds(self) -> tuple[UplinkKind, ...]:
+        if self is Lane.ALARMS:
+            return (UplinkKind.ALARM,)
+        if self is Lane.FIXES:
+            return tuple(k for k in UplinkKind if k is not UplinkKind.ALARM)
+        return tuple(UplinkKind)
+
+
+def run_ingestor(settings: Settings, stop: threading.Event, leave_group: bool = False) -> None:
+    """``anxin ingest``: with the alarm lane (default) two consumers in one process — alarms
+    on their own connection with no batch wait, everything else batched. The alarm lane starts
+    first so that nothing is published to a lane that has no session yet."""
+    if not settings.ingestor_alarm_lane:
+        Ingestor(settings).run(stop, leave_group)
+        return
+    alarms = Ingestor(settings, Lane.ALARMS)
+    lane = threading.Thread(
+        target=alarms.run, args=(stop, leave_group), name="alarm-lane", daemon=True
+    )
+    lane.start()
+    if not alarms.subscribed.wait(30):
+        log.warning("the alarm lane is not subscribed yet; starting the main lane anyway")
+    try:
+        Ingestor(settings, Lane.FIXES).run(stop, leave_group)
+    finally:
+        stop.set()
+        lane.join(30)
+
+
 class Ingestor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, lane: Lane = Lane.ALL) -> None:
         if not settings.mqtt_url or not settings.database_url:
             raise ValueError("the ingestor needs ANXIN_MQTT_URL and ANXIN_DATABASE_URL")
         self.settings = settings
+        self.lane = lane
+        self.client_id = settings.ingestor_client_id + (
+            "-alarms" if lane is Lane.ALARMS else ""
+        )
+        self.subscribed = threading.Event()
         self.topics = Topics(settings.topic_prefix)
         self.limits = Limits(
             max_payload_bytes=settings.max_payload_bytes,
@@ -131,7 +175,7 @@ class Ingestor:
         s = self.settings
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=s.ingestor_client_id,
+            client_id=self.client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
@@ -167,22 +211,23 @@ class Ingestor:
         log.info(
             "connected to %s as %s (session present: %s)",
             self._target.redacted(),
-            self.settings.ingestor_client_id,
+            self.client_id,
             flags.session_present,
         )
 
     def _filters(self) -> list[str]:
         s = self.settings
         if s.ingestor_shared_subscription:
-            return self.topics.shared_uplink_filters(s.ingestor_group)
-        return self.topics.uplink_filters()
+            return self.topics.shared_uplink_filters(s.ingestor_group, self.lane.kinds())
+        return self.topics.uplink_filters(self.lane.kinds())
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
             log.error("subscription refused: %s", failed)
         else:
-            log.info("subscribed to %d uplink filters", len(reason_codes))
+            self.subscribed.set()
+            log.info("subscribed to %d uplink filters (%s lane)", len(reason_codes), self.lane)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
@@ -236,7 +281,7 @@ class Ingestor:
         next_report = time.monotonic() + 10
         try:
             while not stop.is_set():
-                if time.monotonic() >= next_maintenance:
+                if self.lane is not Lane.ALARMS and time.monotonic() >= next_maintenance:
                     self._maintenance()
                     next_maintenance = time.monotonic() + MAINTENANCE_EVERY_S
                 batch = self._collect()
@@ -258,7 +303,9 @@ class Ingestor:
             self._client.loop_stop()
             self._pool.close()
             self._report_floods()
-            log.info("stopped: %s", self.counters)
+            # The main lane's line keeps its historical form ("stopped: Counters(…)").
+            tag = " (alarms lane)" if self.lane is Lane.ALARMS else ""
+            log.info("stopped%s: %s", tag, self.counters)
 
     def _report_floods(self) -> None:
         report = self._flood.take_report() if self._flood is not None else None
@@ -300,7 +347,9 @@ class Ingestor:
         except queue.Empty:
             return []
         batch = [first]
-        deadline = time.monotonic() + self.settings.ingestor_batch_wait_ms / 1000
+        # An alarm waits for nobody: its lane takes what has arrived and goes.
+        wait_ms = 0 if self.lane is Lane.ALARMS else self.settings.ingestor_batch_wait_ms
+        deadline = time.monotonic() + wait_ms / 1000
         size = self.settings.ingestor_batch_size
         while len(batch) < size:
             try:

@@ -200,3 +200,18 @@ def test_export_then_delete_leaves_no_row_of_the_wearer(api: TestClient, db: str
     assert len(left) >= 15  # every table with a wearer or device column was looked at
     assert other[0] == 1  # type: ignore[index]  # the other wearer is untouched
     assert api.get("/v1/wearers/wearer-w00001/location", headers=g).status_code == 404
+
+
+def test_no_viewed_by_notice_reaches_a_watch_while_its_silent_sos_is_open(
+    api: TestClient, db: str
+) -> None:
+    daughter = make_user(db, "Daughter")
+    relate(db, "wearer-w00001", daughter, "guardian")
+    d = bearer(token_for(db, daughter))
+    press_sos(db, "w00001", 1, mode="silent")
+    assert api.get("/v1/wearers/wearer-w00001/location", headers=d).status_code == 200
+    audit = api.get("/v1/wearers/wearer-w00001/audit", headers=d).json()
+    assert [(a["action"], a["notified"]) for a in audit] == [("location", False)]
+    with psycopg.connect(db) as conn:
+        sent = conn.execute("SELECT count(*) FROM commands WHERE kind = 'viewed_by'").fetchone()
+    assert sent[0] == 0  # type: ignore[index]  # the screen stays dark

@@ -37,8 +37,13 @@ def start_ingestor(
         **extra,
     )
     proc = AnxinProcess(["ingest"], env, tmp / f"ingestor-{replica}.log").start()
-    wait_for(lambda: "subscribed to" in proc.log(), 20, f"ingestor {replica} to subscribe")
+    wait_for(lambda: main_lane_subscribed(proc.log()), 20, f"ingestor {replica} to subscribe")
     return proc
+
+
+def main_lane_subscribed(log: str) -> bool:
+    """The main lane subscribes last (after the alarm lane): then every uplink has a session."""
+    return "(fixes lane)" in log or "(all lane)" in log
 
 
 def count(db_url: str, sql: str, params: tuple = ()) -> int:
