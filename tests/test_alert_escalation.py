@@ -311,4 +311,5 @@ def test_low_and_medium_wait_for_the_end_of_quiet_hours_and_no_longer(
     assert due - now <= timedelta(hours=25)
     # The first end of the window after now, not a later one.
     day_before = datetime.combine(local_due.date() - timedelta(days=1), quiet.end, tzinfo=zone)
-    assert day_before.astimezone(UTC) <= now
+    if not quiet.contains(day_before.astimezone(zone).time()):  # a skipped end defers a day
+        assert day_before.astimezone(UTC) <= now

@@ -107,4 +107,9 @@ def deliver_not_before(
     end = datetime.combine(local.date(), quiet.end, tzinfo=zone).replace(fold=local.fold)
     if end <= local:
         end += timedelta(days=1)
+    # On the day the clocks go forward the end may not exist (01:30 when 01:00–02:00 is
+    # skipped): the instant it maps to can fall in the next window already — then the first
+    # quiet-free moment is tomorrow's end.
+    if quiet.contains(end.astimezone(zone).time().replace(tzinfo=None)):
+        end = datetime.combine(end.date() + timedelta(days=1), quiet.end, tzinfo=zone)
     return end.astimezone(now.tzinfo)
