@@ -147,6 +147,7 @@ def _print_welcome(base: str, token: str, flavour: str, devices: int, p: DemoPeo
         f"""
 Anxin demo is running: {devices} simulated watches around Shanghai ({flavour} storage).
 
+  Family app  {base}/        Caregiver page  {base}/care   (log in with the accounts below)
   API         {base}/docs   (OpenAPI: {base}/openapi.json)
   Family      {p.family_email}  password {p.family_password}   (guardian of wearer-w00001)
   Caregiver   {p.carer_email}  password {p.carer_password}   (all demo wearers, coarse)
