@@ -98,8 +98,10 @@ def final_counters(log_path: Path) -> dict[str, int]:
 
 
 def end_sessions(host: str, port: int, client_ids: list[str]) -> None:
-    """Discard the broker's persistent sessions of these clients (clean start, no expiry)."""
-    for cid in client_ids:
+    """Discard the broker's persistent sessions of these ingestors (clean start, no expiry),
+    their alarm lanes' included: a session left behind stays a member of the shared group,
+    and the broker keeps handing it its turn of the messages."""
+    for cid in [c for base in client_ids for c in (base, f"{base}-alarms")]:
         client = mqtt_client(cid)
         client.connect(host, port, keepalive=10, clean_start=True)
         client.loop_start()
