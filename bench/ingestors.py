@@ -86,15 +86,20 @@ class Replicas:
 
 
 def final_counters(log_path: Path) -> dict[str, int]:
-    """The ``Counters(...)`` of the ingestor's last ``stopped:`` log line, as a dict."""
+    """The ingestor's final counters (its last ``stopped`` log lines), both lanes added up."""
     try:
         text = log_path.read_text(errors="replace")
     except OSError:
         return {}
-    found = re.findall(r"stopped: Counters\(([^)]*)\)", text)
-    if not found:
+    main = re.findall(r"stopped: Counters\(([^)]*)\)", text)
+    if not main:
         return {}
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found[-1])}
+    out = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", main[-1])}
+    # The alarm lane (same process, its own connection) counts its own messages and alarms.
+    lane = re.findall(r"stopped \(alarms lane\): Counters\(([^)]*)\)", text)
+    for k, v in re.findall(r"(\w+)=(\d+)", lane[-1] if lane else ""):
+        out[k] = max(out.get(k, 0), int(v)) if k == "held_max" else out.get(k, 0) + int(v)
+    return out
 
 
 def end_sessions(host: str, port: int, client_ids: list[str]) -> None:
