@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 
 @dataclass(frozen=True)
 class MqttTarget:
@@ -18,6 +21,21 @@ class MqttTarget:
         """For logs: never the password."""
         user = f"{self.username}@" if self.username else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+    def client(self, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+        """An MQTT 5 paho client for this broker, logged in and with TLS as the URL says
+        (connecting, callbacks and reconnect delays are the caller's)."""
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
+        )
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set()
+        return client
 
 
 def parse_mqtt_url(url: str) -> MqttTarget:

@@ -15,7 +15,6 @@ import queue
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -115,15 +114,7 @@ class Link:
     # --- paho ---------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"watch-{self.device_id}",
-            protocol=mqtt.MQTTv5,
-        )
-        if self.broker.username:
-            c.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls:
-            c.tls_set()
+        c = self.broker.client(f"watch-{self.device_id}")
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.will_set(
             self.topics.uplink(self.device_id, UplinkKind.STATE),

@@ -78,13 +78,3 @@ async def alert_wearer(conn: AsyncConnection[DictRow], alert_id: int) -> str:
     if row is None:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id}")
     return row["wearer_id"]
-
-
-async def has_open_alert(conn: AsyncConnection[DictRow], wearer_id: str) -> bool:
-    cur = await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM alerts WHERE wearer_id = %s AND status <> 'resolved')"
-        " AS open",
-        (wearer_id,),
-    )
-    row = await cur.fetchone()
-    return bool(row and row["open"])

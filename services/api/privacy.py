@@ -14,7 +14,6 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from services.api.access import has_open_alert
 from services.api.deps import Principal
 from services.commands.queue import ENQUEUE, NOTIFY, WEARER_DEVICE, new_command_id
 from services.people.access import Level, exact_location
@@ -23,17 +22,14 @@ from services.people.privacy import notice_due
 NOTICE_TTL_S = 24 * 3600  # a notice still matters when the watch is back tomorrow
 
 
-async def _silent_sos_open(conn: AsyncConnection[DictRow], wearer_id: str) -> bool:
-    """While a silent SOS is open the watch must show nothing at all: a "viewed by" notice
-    on its screen could tell the person near the wearer that help was called. The look is
-    still audited (``notified`` false); the next look after the alert closes tells the watch."""
-    cur = await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM alerts WHERE wearer_id = %s AND kind = 'sos_silent'"
-        " AND status <> 'resolved') AS open",
-        (wearer_id,),
-    )
-    row = await cur.fetchone()
-    return bool(row and row["open"])
+# What the open alerts say about a read, in one look: any open alert (a caregiver then sees the
+# exact location), and an open silent SOS — while it is open the watch must show nothing at
+# all: a "viewed by" notice on its screen could tell the person near the wearer that help was
+# called. The look is still audited (``notified`` false); the next one after it closes tells.
+_OPEN_ALERTS = (
+    "SELECT count(*) > 0 AS open, count(*) FILTER (WHERE kind = 'sos_silent') > 0 AS silent"
+    " FROM alerts WHERE wearer_id = %s AND status <> 'resolved'"
+)
 
 
 def viewer_name(p: Principal) -> str:
@@ -45,7 +41,9 @@ async def location_read(
 ) -> bool:
     """Audit one read and tell the watch when due. Returns whether the caller sees the exact
     location (False: coarse, ~500 m)."""
-    exact = exact_location(level, await has_open_alert(conn, wearer_id))
+    alerts = await (await conn.execute(_OPEN_ALERTS, (wearer_id,))).fetchone()
+    assert alerts is not None
+    exact = exact_location(level, alerts["open"])
     now = datetime.now(UTC)
     async with conn.transaction():
         cur = await conn.execute(
@@ -54,9 +52,7 @@ async def location_read(
             (wearer_id, p.user_id, viewer_name(p)),
         )
         row = await cur.fetchone()
-        notify = notice_due(row["last"] if row else None, now) and not await _silent_sos_open(
-            conn, wearer_id
-        )
+        notify = notice_due(row["last"] if row else None, now) and not alerts["silent"]
         device = None
         if notify:
             dev = await (await conn.execute(WEARER_DEVICE, (wearer_id,))).fetchone()

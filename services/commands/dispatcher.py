@@ -25,7 +25,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -165,15 +164,7 @@ class CommandDispatcher:
     # --- paho ---------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"anxin-commands-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
-        if self.broker.username:
-            c.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls:
-            c.tls_set()
+        c = self.broker.client(f"anxin-commands-{uuid.uuid4().hex[:8]}")
         c.reconnect_delay_set(min_delay=1, max_delay=10)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect

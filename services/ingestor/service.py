@@ -29,7 +29,6 @@ from enum import StrEnum
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg_pool import ConnectionPool
@@ -130,9 +129,7 @@ class Ingestor:
             raise ValueError("the ingestor needs ANXIN_MQTT_URL and ANXIN_DATABASE_URL")
         self.settings = settings
         self.lane = lane
-        self.client_id = settings.ingestor_client_id + (
-            "-alarms" if lane is Lane.ALARMS else ""
-        )
+        self.client_id = settings.ingestor_client_id + ("-alarms" if lane is Lane.ALARMS else "")
         self.subscribed = threading.Event()
         self.topics = Topics(settings.topic_prefix)
         self.limits = Limits(
@@ -172,18 +169,8 @@ class Ingestor:
     # -- MQTT edge ---------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        target = parse_mqtt_url(s.mqtt_url or "")
-        if target.username:
-            client.username_pw_set(target.username, target.password)
-        if target.tls:
-            client.tls_set()
+        target = parse_mqtt_url(self.settings.mqtt_url or "")
+        client = target.client(self.client_id, manual_ack=True)
         # One backend client, not a fleet: reconnect promptly (at most 2 s after the broker is
         # back), since alarms buffered in the watches wait for it.
         client.reconnect_delay_set(min_delay=1, max_delay=2)

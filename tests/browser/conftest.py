@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
@@ -26,7 +25,7 @@ from tests.conftest import ADMIN_URL, RUN_ID
 from tests.support.broker import MosquittoProcess
 from tests.support.people import AUTH_SECRET
 from tests.support.procs import ROOT, AnxinProcess, anxin_env, free_port
-from tests.support.stack import start_ingestor, wait_for
+from tests.support.stack import api_up, start_ingestor, wait_for
 
 CHROMIUM = Path(os.environ.get("ANXIN_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -115,16 +114,10 @@ def start_stack(
     running = [api, notifier]
     stack = Stack(tmp, broker, db_url, prefix, url)
 
-    def api_up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
         running.append(start_ingestor(tmp, broker.url, db_url, prefix))
         wait_for(lambda: "notifier running" in notifier.log(), 20, "the notifier")
-        wait_for(api_up, 20, "the API")
+        wait_for(lambda: api_up(url), 20, "the API")
         yield stack
     finally:
         with ThreadPoolExecutor() as pool:

@@ -26,7 +26,7 @@ from tests.conftest import ADMIN_URL, RUN_ID
 from tests.support.broker import MosquittoProcess
 from tests.support.people import AUTH_SECRET, make_user, relate, token_for
 from tests.support.procs import AnxinProcess, anxin_env, free_port
-from tests.support.stack import Watch, start_ingestor, wait_for
+from tests.support.stack import Watch, api_up, start_ingestor, wait_for
 
 WEARER, DEVICE = "wearer-w00001", "w00001"
 GUARDIAN_PHONE, FAMILY_PHONE = "+8613800138000", "+8613900139000"
@@ -126,16 +126,10 @@ def backend(
     url = f"http://127.0.0.1:{port}"
     running = [notifier, api]
 
-    def api_up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
         running.append(start_ingestor(tmp_path, broker.url, db_url, topic_prefix))
         wait_for(lambda: "dispatcher connected" in notifier.log(), 20, "the command dispatcher")
-        wait_for(api_up, 20, "the API")
+        wait_for(lambda: api_up(url), 20, "the API")
         yield Backend(
             tmp_path, broker, db_url, topic_prefix, url,
             token_for(db_url, guardian), token_for(db_url, family), "Wang Ming", guardian,

@@ -18,7 +18,7 @@ from tests.support.alerting import press_sos
 from tests.support.broker import MosquittoProcess
 from tests.support.procs import AnxinProcess, anxin_env, free_port
 from tests.support.sse import SseClient
-from tests.support.stack import Watch, start_ingestor, wait_for
+from tests.support.stack import Watch, api_up, start_ingestor, wait_for
 
 TOKEN = "live-feed-test-token"
 
@@ -54,13 +54,7 @@ def api(tmp_path: Path, db_url: str) -> Iterator[Api]:
     proc = AnxinProcess(["api"], env, tmp_path / "api.log").start()
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 20, "the API")
+    wait_for(lambda: api_up(url), 20, "the API")
     yield Api(url, proc)
     proc.stop()
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
@@ -39,6 +40,14 @@ def start_ingestor(
     proc = AnxinProcess(["ingest"], env, tmp / f"ingestor-{replica}.log").start()
     wait_for(lambda: main_lane_subscribed(proc.log()), 20, f"ingestor {replica} to subscribe")
     return proc
+
+
+def api_up(url: str) -> bool:
+    """Whether an ``anxin api`` at ``url`` answers its health check."""
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def main_lane_subscribed(log: str) -> bool:
