@@ -58,6 +58,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=settings.api_port,
         log_level="warning",
         access_log=False,
+        # The C event loop and HTTP parser: the pure-Python h11 parser and asyncio loop
+        # took about a third of the CPU of a location read (docs/performance.md).
+        loop="uvloop",
+        http="httptools",
     )
     return 0
 

@@ -119,9 +119,15 @@ def test_a_row_that_cannot_be_sent_raises() -> None:
         wire_payload("listen_in", "c1", {"number": "110"}, NOW)
 
 
-def test_the_broker_drops_a_command_when_it_expires_never_sooner() -> None:
-    assert message_expiry_s(NOW + timedelta(seconds=299.2), NOW) == 300
-    assert message_expiry_s(NOW - timedelta(seconds=5), NOW) == 1  # 0 would mean "never"
+def test_the_broker_never_holds_a_command_past_its_expiry() -> None:
+    assert message_expiry_s(NOW + timedelta(seconds=299.8), NOW) == 299
+    assert message_expiry_s(NOW + timedelta(seconds=1), NOW) == 1
+
+
+def test_a_command_with_under_a_second_left_is_not_sent() -> None:
+    # 0 would mean "never expires" to the broker, so there is no interval to give it.
+    assert message_expiry_s(NOW + timedelta(seconds=0.9), NOW) is None
+    assert message_expiry_s(NOW - timedelta(seconds=5), NOW) is None
 
 
 def test_the_union_picks_the_model_by_type_and_alarm_receipts_still_parse() -> None:

@@ -14,17 +14,22 @@ from psycopg.rows import DictRow
 from services.api.deps import Principal
 from services.people.access import Action, Level, may
 
-_LEVEL = """
-SELECT EXISTS (SELECT 1 FROM wearers WHERE wearer_id = %(w)s) AS exists,
-    (SELECT role FROM guardianships
-     WHERE wearer_id = %(w)s AND user_id = %(u)s AND status = 'active') AS family_role,
-    EXISTS (SELECT 1 FROM care_grants WHERE wearer_id = %(w)s AND org_id = %(o)s) AS cares
+# The caller's relation to the wearer, as columns any query about a wearer can carry along
+# (services/api/privacy.py adds what a location read needs, to ask it all in one look).
+RELATION_COLUMNS = """
+EXISTS (SELECT 1 FROM wearers WHERE wearer_id = %(w)s) AS exists,
+(SELECT role FROM guardianships
+ WHERE wearer_id = %(w)s AND user_id = %(u)s AND status = 'active') AS family_role,
+EXISTS (SELECT 1 FROM care_grants WHERE wearer_id = %(w)s AND org_id = %(o)s) AS cares
 """
 
 
-async def wearer_level(conn: AsyncConnection[DictRow], p: Principal, wearer_id: str) -> Level:
-    cur = await conn.execute(_LEVEL, {"w": wearer_id, "u": p.user_id, "o": p.org_id})
-    row = await cur.fetchone()
+def relation_params(p: Principal, wearer_id: str) -> dict[str, object]:
+    return {"w": wearer_id, "u": p.user_id, "o": p.org_id}
+
+
+def level_of(row: DictRow | None, p: Principal) -> Level:
+    """The level a row of ``RELATION_COLUMNS`` gives the caller."""
     if row is None or not row["exists"]:
         return Level.NONE
     if p.operator:
@@ -38,12 +43,9 @@ async def wearer_level(conn: AsyncConnection[DictRow], p: Principal, wearer_id: 
     return Level.NONE
 
 
-async def require_wearer(
-    conn: AsyncConnection[DictRow], p: Principal, wearer_id: str, action: Action
-) -> Level:
+def check_allowed(level: Level, wearer_id: str, action: Action) -> Level:
     """404 when the caller has no relation to the wearer (or there is no such wearer: the two
     look the same to a stranger), 403 when the relation does not allow ``action``."""
-    level = await wearer_level(conn, p, wearer_id)
     if level is Level.NONE:
         raise HTTPException(status_code=404, detail=f"no wearer {wearer_id!r}")
     if not may(level, action):
@@ -53,6 +55,18 @@ async def require_wearer(
             f" {action.value.replace('_', ' ')}",
         )
     return level
+
+
+async def wearer_level(conn: AsyncConnection[DictRow], p: Principal, wearer_id: str) -> Level:
+    cur = await conn.execute(f"SELECT {RELATION_COLUMNS}", relation_params(p, wearer_id))
+    return level_of(await cur.fetchone(), p)
+
+
+async def require_wearer(
+    conn: AsyncConnection[DictRow], p: Principal, wearer_id: str, action: Action
+) -> Level:
+    """The caller's level with the wearer, if it allows ``action`` (else 404/403)."""
+    return check_allowed(await wearer_level(conn, p, wearer_id), wearer_id, action)
 
 
 VISIBLE_WEARERS = """

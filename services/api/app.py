@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +10,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services.api.feed_hub import FeedHub
 from services.api.routes import (
@@ -26,9 +27,13 @@ from services.api.routes import (
     privacy,
     wearers,
 )
+from services.api.schemas import UNAVAILABLE
 from services.notifier.vapid import public_key
 from services.settings import Settings
 from services.web.routes import router as web_router
+
+log = logging.getLogger("anxin.api")
+POOL_WAIT_S = 5.0  # a request waits this long for a connection before it gets a 503
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -50,7 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=10,
             open=False,
             kwargs={"row_factory": dict_row, "autocommit": True},
-            check=AsyncConnectionPool.check_connection,
+            # No check on every checkout (a round trip on every request): a connection that
+            # died with a database restart fails its request with a 503 and is discarded.
+            timeout=POOL_WAIT_S,
             name="api",
         )
         await pool.open(wait=False)
@@ -71,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         " Every route but /healthz, registration and login needs `Authorization: Bearer"
         " <access token>` (POST /v1/auth/login) — or the operator's ANXIN_API_TOKEN. What each"
         " person may see and do with a wearer: docs/permissions.md.",
+        responses=UNAVAILABLE,
         lifespan=lifespan,
     )
     app.state.api_token = operator
@@ -79,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.offline_after_s = settings.offline_after_s
     vapid = settings.vapid_private_key
     app.state.vapid_public_key = public_key(vapid.get_secret_value()) if vapid else None
+
     @app.exception_handler(UnicodeEncodeError)
     @app.exception_handler(psycopg.errors.UntranslatableCharacter)
     @app.exception_handler(psycopg.errors.CharacterNotInRepertoire)
@@ -88,6 +97,18 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(
             status_code=422,
             content={"detail": "text may not contain NUL characters or invalid Unicode"},
+        )
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """The database is down or restarting: say so, and when to try again, instead of a
+        500. The pool has already dropped the connection that failed."""
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "the database is unavailable: try again in a moment"},
+            headers={"Retry-After": "1"},
         )
 
     app.include_router(health.router)

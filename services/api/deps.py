@@ -47,7 +47,8 @@ class Principal:
 OPERATOR = Principal(None, "operator", "operator")
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
+    # async: FastAPI runs a plain def dependency in a worker thread, a hop on every request
     return request.app.state.pool
 
 

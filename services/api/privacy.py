@@ -2,80 +2,125 @@
 and the coarse location a caregiver sees without an open alert.
 
 Every read of a wearer's location (latest, history, membership, events, the live feed) goes
-through ``location_read``: nobody looks without the wearer being told (at most one notice per
+through ``open_location``: nobody looks without the wearer being told (at most one notice per
 viewer per 10 minutes, services/people/privacy.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from services.api.access import RELATION_COLUMNS, check_allowed, level_of, relation_params
 from services.api.deps import Principal
-from services.commands.queue import ENQUEUE, NOTIFY, WEARER_DEVICE, new_command_id
-from services.people.access import Level, exact_location
+from services.commands.queue import ENQUEUE, NOTIFY, new_command_id
+from services.people.access import Action, Level, exact_location
 from services.people.privacy import notice_due
 
 NOTICE_TTL_S = 24 * 3600  # a notice still matters when the watch is back tomorrow
 
-
-# What the open alerts say about a read, in one look: any open alert (a caregiver then sees the
-# exact location), and an open silent SOS — while it is open the watch must show nothing at
-# all: a "viewed by" notice on its screen could tell the person near the wearer that help was
-# called. The look is still audited (``notified`` false); the next one after it closes tells.
-_OPEN_ALERTS = (
-    "SELECT count(*) > 0 AS open, count(*) FILTER (WHERE kind = 'sos_silent') > 0 AS silent"
-    " FROM alerts WHERE wearer_id = %s AND status <> 'resolved'"
+# Everything a location read must know before it may answer, asked in ONE query (this is the
+# hot path of the family app): the caller's relation, the wearer's devices (a replaced watch
+# keeps its history), when this viewer's last notice went to the watch, and what the open
+# alerts say — any open alert (a caregiver then sees the exact location), and an open silent
+# SOS: while it is open the watch must show nothing at all, since a "viewed by" notice on its
+# screen could tell the person near the wearer that help was called. The look is still
+# audited (``notified`` false); the next one after it closes tells.
+_GATE = f"""
+SELECT {RELATION_COLUMNS},
+ARRAY(SELECT device_id FROM devices WHERE wearer_id = %(w)s ORDER BY device_id) AS devices,
+(SELECT device_id FROM devices WHERE wearer_id = %(w)s AND revoked_at IS NULL
+ ORDER BY created_at DESC, device_id LIMIT 1) AS worn,
+EXISTS (SELECT 1 FROM alerts WHERE wearer_id = %(w)s AND status <> 'resolved') AS open,
+EXISTS (SELECT 1 FROM alerts
+        WHERE wearer_id = %(w)s AND status <> 'resolved' AND kind = 'sos_silent') AS silent,
+(SELECT max(at) FROM location_audit WHERE wearer_id = %(w)s
+ AND user_id IS NOT DISTINCT FROM %(u)s AND viewer = %(v)s AND notified) AS last_notice
+"""
+_AUDIT = (
+    "INSERT INTO location_audit (wearer_id, user_id, viewer, action, precision, at, notified)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LocationGate:
+    """What one look at a wearer's location may show, before it is recorded."""
+
+    level: Level
+    exact: bool  # False: coarse, ~500 m
+    devices: list[str]  # every device the wearer has worn
+    worn: str | None  # the one worn now: it gets the notice
+    silent_sos: bool
+    last_notice: datetime | None
 
 
 def viewer_name(p: Principal) -> str:
     return "Anxin operator" if p.operator else p.name
 
 
-async def location_read(
-    conn: AsyncConnection[DictRow], p: Principal, level: Level, wearer_id: str, action: str
-) -> bool:
-    """Audit one read and tell the watch when due. Returns whether the caller sees the exact
-    location (False: coarse, ~500 m)."""
-    alerts = await (await conn.execute(_OPEN_ALERTS, (wearer_id,))).fetchone()
-    assert alerts is not None
-    exact = exact_location(level, alerts["open"])
+async def location_gate(
+    conn: AsyncConnection[DictRow], p: Principal, wearer_id: str
+) -> LocationGate:
+    """The caller's view of the wearer's location (level NONE: none at all). Records nothing."""
+    params = relation_params(p, wearer_id) | {"v": viewer_name(p)}
+    row = await (await conn.execute(_GATE, params)).fetchone()
+    assert row is not None
+    level = level_of(row, p)
+    return LocationGate(
+        level, exact_location(level, row["open"]), row["devices"], row["worn"], row["silent"],
+        row["last_notice"],
+    )  # fmt: skip
+
+
+async def open_location(
+    conn: AsyncConnection[DictRow], p: Principal, wearer_id: str, action: str
+) -> LocationGate:
+    """The one way a route reads a location: 404/403 unless the caller may, then the look is
+    audited and the watch told when due."""
+    gate = await location_gate(conn, p, wearer_id)
+    check_allowed(gate.level, wearer_id, Action.VIEW_LOCATION)
+    await record_read(conn, p, gate, wearer_id, action)
+    return gate
+
+
+async def record_read(
+    conn: AsyncConnection[DictRow], p: Principal, gate: LocationGate, wearer_id: str, action: str
+) -> None:
+    """Audit one read and tell the watch when due.
+
+    The audit row is committed without waiting for the disk flush (``synchronous_commit``
+    off for that transaction only): a crash of the database server could lose the last few
+    hundred milliseconds of audit rows, never a notice and never anything else, and in return
+    a look at a location costs no fsync. A notice, when one is due, is written durably with
+    its command, as every command is."""
     now = datetime.now(UTC)
+    device = gate.worn
+    notify = device is not None and notice_due(gate.last_notice, now) and not gate.silent_sos
+    row = (wearer_id, p.user_id, viewer_name(p), action, "exact" if gate.exact else "coarse",
+           now, notify)  # fmt: skip
+    if not notify:
+        async with conn.pipeline(), conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            await conn.execute(_AUDIT, row)
+        return
     async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT max(at) AS last FROM location_audit WHERE wearer_id = %s"
-            " AND user_id IS NOT DISTINCT FROM %s AND viewer = %s AND notified",
-            (wearer_id, p.user_id, viewer_name(p)),
-        )
-        row = await cur.fetchone()
-        notify = notice_due(row["last"] if row else None, now) and not alerts["silent"]
-        device = None
-        if notify:
-            dev = await (await conn.execute(WEARER_DEVICE, (wearer_id,))).fetchone()
-            device = dev["device_id"] if dev else None
+        await conn.execute(_AUDIT, row)
+        command_id = new_command_id()
         await conn.execute(
-            "INSERT INTO location_audit (wearer_id, user_id, viewer, action, precision, at,"
-            " notified) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (wearer_id, p.user_id, viewer_name(p), action, "exact" if exact else "coarse", now,
-             device is not None),
-        )  # fmt: skip
-        if device is not None:
-            command_id = new_command_id()
-            await conn.execute(
-                ENQUEUE,
-                {
-                    "command_id": command_id,
-                    "device_id": device,
-                    "wearer_id": wearer_id,
-                    "kind": "viewed_by",
-                    "payload": Jsonb({"viewer": viewer_name(p), "at": now.isoformat()}),
-                    "requested_by": p.user_id,
-                    "ttl_s": NOTICE_TTL_S,
-                },
-            )
-            await conn.execute(NOTIFY, (command_id,))
-    return exact
+            ENQUEUE,
+            {
+                "command_id": command_id,
+                "device_id": device,
+                "wearer_id": wearer_id,
+                "kind": "viewed_by",
+                "payload": Jsonb({"viewer": viewer_name(p), "at": now.isoformat()}),
+                "requested_by": p.user_id,
+                "ttl_s": NOTICE_TTL_S,
+            },
+        )
+        await conn.execute(NOTIFY, (command_id,))

@@ -103,6 +103,9 @@ BAD_PARAMETERS: dict[int | str, dict[str, Any]] = {
 FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "Your relation to the wearer does not allow this"}
 }
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "The database is unavailable: retry after a moment"}
+}
 # What every route of a router may answer besides its own success.
 COMMON: dict[int | str, dict[str, Any]] = {
     **UNAUTHORIZED, **FORBIDDEN, **NOT_FOUND, **MALFORMED_BODY, **BAD_PARAMETERS,

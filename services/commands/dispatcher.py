@@ -58,6 +58,10 @@ MARK_SENT = (
     "UPDATE commands SET status = 'sent', sent_at = now(), detail = %s"
     " WHERE command_id = %s AND status = 'pending'"
 )
+MARK_EXPIRED = (
+    "UPDATE commands SET status = 'expired', detail = 'under a second left: not sent'"
+    " WHERE command_id = %s AND status = 'pending'"
+)
 MARK_FAILED = (
     "UPDATE commands SET status = 'failed', detail = %s"
     " WHERE command_id = %s AND status = 'pending'"
@@ -133,8 +137,13 @@ class CommandDispatcher:
                     conn.execute(MARK_FAILED, (reason, command_id))
                     self.counters.unsendable += 1
                     continue
+                expiry_s = message_expiry_s(expires_at, now)
+                if expiry_s is None:
+                    conn.execute(MARK_EXPIRED, (command_id,))
+                    self.counters.expired += 1
+                    continue
                 props = Properties(PacketTypes.PUBLISH)
-                props.MessageExpiryInterval = message_expiry_s(expires_at, now)
+                props.MessageExpiryInterval = expiry_s
                 info = self.client.publish(
                     self.topics.command(device_id), body, qos=1, properties=props
                 )

@@ -71,7 +71,10 @@ def wire_payload(
     return model.model_dump_json(exclude_none=True).encode()
 
 
-def message_expiry_s(expires_at: datetime, now: datetime) -> int:
+def message_expiry_s(expires_at: datetime, now: datetime) -> int | None:
     """MQTT 5 Message Expiry Interval: the broker drops the command, even from an offline
-    watch's session, when it would arrive too late. At least 1 s (0 would mean never)."""
-    return max(1, math.ceil((expires_at - now).total_seconds()))
+    watch's session, before it would arrive too late. Rounded down, so the broker never holds
+    a command past its ``exp``; None when under a second is left, because 0 would mean
+    "never expires": such a command is not sent at all."""
+    seconds = math.floor((expires_at - now).total_seconds())
+    return seconds if seconds >= 1 else None

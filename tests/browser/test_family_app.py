@@ -213,10 +213,10 @@ def test_walking_out_of_the_safe_area_raises_the_banner_live_and_acknowledging_s
     log_in(phone, s.url, "/", family.guardian, PASSWORD)
     expect(page.locator("#feed-state")).to_have_text("connected")
     expect(page.locator("#alert-banner")).to_be_hidden()
-    # Seven simulated minutes in about 20 s: at home (inside "home", 200 m) for a minute, then
+    # Seven simulated minutes in about 7 s: at home (inside "home", 200 m) for a minute, then
     # due east; the exit comes about 220 m out.
     s.sim("wander", "--devices", "1", "--first-index", "2", "--demo-homes", "--rate", "0.5",
-          "--clock-start-ago", "420", "--clock-speed", "20", "--wander", "2@60:90",
+          "--clock-start-ago", "420", "--clock-speed", "60", "--wander", "2@60:90",
           "--duration", "40")  # fmt: skip
     banner = page.locator("#alert-banner")
     expect(banner).to_be_visible(timeout=40_000)

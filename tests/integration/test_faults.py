@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -25,8 +26,8 @@ from services.storage.provisioning import seed_demo
 from tests.integration.test_telemetry_path import published_keys, run_sim, stored_keys, summary
 from tests.support.broker import MosquittoProcess
 from tests.support.postgres import PrivatePostgres
-from tests.support.procs import AnxinProcess, anxin_env
-from tests.support.stack import Watch, count, start_ingestor, wait_for
+from tests.support.procs import AnxinProcess, anxin_env, free_port
+from tests.support.stack import Watch, api_up, count, start_ingestor, wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -59,15 +60,21 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         pg.destroy()
 
 
-def test_a_database_crash_mid_stream_is_ridden_out_with_a_bounded_buffer_and_loses_nothing(
-    tmp_path: Path, broker: MosquittoProcess, private_postgres: PrivatePostgres, topic_prefix: str
-) -> None:
-    pg = private_postgres
+def migrated_demo(pg: PrivatePostgres, tmp_path: Path, devices: int) -> str:
+    """A database on the private server, migrated by ``anxin db migrate``, with demo watches."""
     db_url = pg.create_database("anxin")
     migrate = AnxinProcess(["db", "migrate"], anxin_env(database_url=db_url), tmp_path / "m.log")
     assert migrate.start().wait(60) == 0, migrate.log()
     with psycopg.connect(db_url) as conn:
-        seed_demo(conn, 20)
+        seed_demo(conn, devices)
+    return db_url
+
+
+def test_a_database_crash_mid_stream_is_ridden_out_with_a_bounded_buffer_and_loses_nothing(
+    tmp_path: Path, broker: MosquittoProcess, private_postgres: PrivatePostgres, topic_prefix: str
+) -> None:
+    pg = private_postgres
+    db_url = migrated_demo(pg, tmp_path, 20)
     window = 100  # the ingestor may hold at most this many unacknowledged messages
     ingestor = start_ingestor(tmp_path, broker.url, db_url, topic_prefix,
                               ingestor_batch_size=50, ingestor_receive_maximum=window)  # fmt: skip
@@ -97,6 +104,43 @@ def test_a_database_crash_mid_stream_is_ridden_out_with_a_bounded_buffer_and_los
     # The bound: never more in memory than the window it asked the broker for; the rest of
     # the outage's traffic waited in the broker.
     assert 0 < c["held_max"] <= window, c
+
+
+def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(
+    tmp_path: Path, private_postgres: PrivatePostgres
+) -> None:
+    """The pool does not check connections on checkout (that is a round trip on every
+    request): a connection that died with the database fails one request with a 503 and
+    Retry-After, never a 500, and the API needs no restart."""
+    pg = private_postgres
+    db_url = migrated_demo(pg, tmp_path, 1)
+    port = free_port()
+    env = anxin_env(database_url=db_url, api_token="t0ken", api_port=port)
+    api = AnxinProcess(["api"], env, tmp_path / "api.log").start()
+    base = f"http://127.0.0.1:{port}"
+    path = "/v1/wearers/wearer-w00001/location"
+
+    def get() -> httpx.Response:
+        return httpx.get(base + path, headers={"Authorization": "Bearer t0ken"}, timeout=15)
+
+    try:
+        wait_for(lambda: api_up(base), 30, "the API")
+        assert get().status_code == 200
+        pg.stop("immediate")
+        down = get()
+        assert down.status_code == 503, down.text
+        assert down.headers["Retry-After"] == "1" and "database" in down.json()["detail"]
+        pg.start()
+        answers = []
+        for _ in range(5):
+            answers.append(get().status_code)
+            if answers[-1] == 200:
+                break
+        assert answers[-1] == 200 and set(answers) <= {200, 503}, answers
+        assert get().status_code == 200
+    finally:
+        api.stop()
+    assert "Traceback" not in api.log() and "database unavailable" in api.log()
 
 
 # -- the broker ------------------------------------------------------------------------------

@@ -124,9 +124,9 @@ def test_the_simulator_walking_a_wearer_out_of_home_raises_exactly_one_exit(
         save_fences(conn, _demo_fences_without_home_schedule("wearer-w00001"), replace=False)
     ingestor = start_ingestor(tmp_path, broker.url, db_url, topic_prefix)
     try:
-        # Five simulated minutes in ~30 s: starts at home, walks away from second 20.
+        # Five simulated minutes in ~5 s: starts at home, walks away from second 20.
         sim = run_sim(tmp_path, broker.url, topic_prefix, "--devices", "1", "--demo-homes",
-                      "--rate", "0.5", "--fixes", "150", "--clock-speed", "10",
+                      "--rate", "0.5", "--fixes", "150", "--clock-speed", "60",
                       "--clock-start-ago", "400", "--wander", "1@20")  # fmt: skip
         assert sim.wait(120) == 0, sim.log()[-3000:]
     finally:
@@ -154,9 +154,9 @@ def test_indoor_jitter_near_the_edge_for_ten_minutes_raises_nothing(
         save_fences(conn, fences_from_geojson(fence), replace=False)
     ingestor = start_ingestor(tmp_path, broker.url, db_url, topic_prefix)
     try:
-        # Ten simulated minutes, a fix every 5 s, 150 m accuracy, squeezed into ~30 s.
+        # Ten simulated minutes, a fix every 5 s, 150 m accuracy, squeezed into ~6 s.
         sim = run_sim(tmp_path, broker.url, topic_prefix, "--devices", "1", "--rate", "0.2",
-                      "--fixes", "120", "--clock-speed", "20", "--clock-start-ago", "700",
+                      "--fixes", "120", "--clock-speed", "100", "--clock-start-ago", "700",
                       "--stay", f"1:{lat:.7f},{lon0:.7f}:150")  # fmt: skip
         assert sim.wait(120) == 0, sim.log()[-3000:]
     finally:

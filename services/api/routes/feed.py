@@ -17,11 +17,10 @@ from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
-from services.api.access import wearer_level
 from services.api.alert_schemas import Alert, CareFeed, Counts, KindLabel
 from services.api.deps import Caller, ConnDep, get_pool
 from services.api.feed_hub import FeedHub, FeedRow
-from services.api.privacy import location_read
+from services.api.privacy import location_gate, record_read
 from services.api.routes.contacts import own_or_operator
 from services.api.schemas import COMMON
 from services.people.access import Level
@@ -110,13 +109,13 @@ async def live_feed(
     Alerts carry locations: opening the feed is audited for each wearer, who is told."""
     own_or_operator(caller, contact_id)
     hub: FeedHub = request.app.state.feed_hub
-    pool = get_pool(request)
+    pool = await get_pool(request)
     async with pool.connection() as conn:
         wearers = frozenset(await care_wearers(conn, contact_id))  # type: ignore[arg-type]
         for wearer_id in sorted(wearers):
-            level = await wearer_level(conn, caller, wearer_id)  # type: ignore[arg-type]
-            if level is not Level.NONE:
-                await location_read(conn, caller, level, wearer_id, "live_feed")  # type: ignore[arg-type]
+            gate = await location_gate(conn, caller, wearer_id)  # type: ignore[arg-type]
+            if gate.level is not Level.NONE:
+                await record_read(conn, caller, gate, wearer_id, "live_feed")  # type: ignore[arg-type]
     await hub.ready()
     sub, mark = hub.subscribe(wearers)
     resume = last_event_id if last_event_id is not None else after

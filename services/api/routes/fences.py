@@ -10,8 +10,8 @@ from geofences.geojson import fence_to_feature, fences_from_geojson
 from geofences.validate import FenceValidationError
 from services.api.access import require_wearer
 from services.api.deps import Caller, ConnDep
-from services.api.privacy import location_read
-from services.api.routes.wearers import WearerId, wearer_devices
+from services.api.privacy import open_location
+from services.api.routes.wearers import WearerId
 from services.api.schemas import (
     MALFORMED_BODY,
     NOT_FOUND,
@@ -127,9 +127,7 @@ async def delete_fence(
 async def membership(conn: ConnDep, caller: Caller, wearer_id: WearerId) -> list[FenceMembership]:
     """Inside which fences the wearer is, since when (null: not yet decided). A location read:
     audited, and the watch is told."""
-    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
-    await location_read(conn, caller, level, wearer_id, "membership")
-    devices = await wearer_devices(conn, wearer_id)
+    devices = (await open_location(conn, caller, wearer_id, "membership")).devices
     cur = await conn.execute(
         "SELECT f.fence_id::text, f.name, f.kind, s.inside, s.since, s.pending_exit_since,"
         " COALESCE(s.active, true) AS active"

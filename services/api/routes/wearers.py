@@ -3,11 +3,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
-from services.api.access import require_wearer
 from services.api.deps import Caller, ConnDep
-from services.api.privacy import location_read
+from services.api.privacy import open_location
 from services.api.schemas import (
     BAD_PARAMETERS,
     NOT_FOUND,
@@ -19,7 +18,6 @@ from services.api.schemas import (
     TrackPoint,
     WearerEvent,
 )
-from services.people.access import Action
 from services.people.privacy import coarse
 
 router = APIRouter(
@@ -33,20 +31,6 @@ MAX_RANGE = timedelta(days=31)
 _BIN_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-async def wearer_devices(conn: ConnDep, wearer_id: str) -> list[str]:
-    """All devices the wearer has worn (a replaced watch keeps its history); 404 if unknown."""
-    cur = await conn.execute(
-        "SELECT w.wearer_id, array_remove(array_agg(d.device_id), NULL) AS devices"
-        " FROM wearers w LEFT JOIN devices d USING (wearer_id)"
-        " WHERE w.wearer_id = %s GROUP BY w.wearer_id",
-        (wearer_id,),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise HTTPException(status_code=404, detail=f"no wearer {wearer_id!r}")
-    return row["devices"]
-
-
 @router.get("/{wearer_id}/location", response_model=LatestLocation)
 async def latest_location(
     request: Request, conn: ConnDep, caller: Caller, wearer_id: WearerId
@@ -54,9 +38,8 @@ async def latest_location(
     """Where the wearer is now: the newest fix (by device time) of any of their devices.
     Audited, and the wearer's watch is told who looked; a caregiver without an open alert
     sees it to about 500 m (``location.coarse``)."""
-    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
-    exact = await location_read(conn, caller, level, wearer_id, "location")
-    devices = await wearer_devices(conn, wearer_id)
+    gate = await open_location(conn, caller, wearer_id, "location")
+    exact, devices = gate.exact, gate.devices
     cur = await conn.execute(
         "SELECT device_id, fix_t, lat, lon, acc, src, spd, hdg, battery, last_seen,"
         " online AND last_seen > now() - make_interval(secs => %s) AS online"
@@ -68,7 +51,7 @@ async def latest_location(
     if row is None:
         return LatestLocation(
             wearer_id=wearer_id,
-            device_id=devices[0] if devices else None,
+            device_id=gate.worn,
             location=None,
             age_s=None,
             online=False,
@@ -112,7 +95,7 @@ async def location_history(
         Query(ge=10, le=86400, description="Bucket width in seconds: one point per bucket"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=50000)] = 10000,
-) -> History:
+) -> Response:
     """The wearer's track in time order. With ``bucket_s`` each point is the most accurate fix
     of its bucket (a real position, never an average that may lie in the river)."""
     end = _aware(end) if end else datetime.now(UTC)
@@ -121,9 +104,8 @@ async def location_history(
         raise HTTPException(status_code=422, detail="start must be before end")
     if end - start > MAX_RANGE:
         raise HTTPException(status_code=422, detail="the range may span at most 31 days")
-    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
-    exact = await location_read(conn, caller, level, wearer_id, "history")
-    devices = await wearer_devices(conn, wearer_id)
+    gate = await open_location(conn, caller, wearer_id, "history")
+    exact, devices = gate.exact, gate.devices
     params = {"devs": devices, "start": start, "end": end, "limit": limit + 1}
     if bucket_s is None:
         query = (
@@ -143,14 +125,15 @@ async def location_history(
         )
     cur = await conn.execute(query, params)
     rows = await cur.fetchall()
-    return History(
-        wearer_id=wearer_id,
-        start=start,
-        end=end,
-        bucket_s=bucket_s,
-        points=[TrackPoint(**r) if exact else coarsened(TrackPoint(**r)) for r in rows[:limit]],
-        truncated=len(rows) > limit,
-    )
+    history = History.model_validate(
+        {"wearer_id": wearer_id, "start": start, "end": end, "bucket_s": bucket_s,
+         "points": rows[:limit], "truncated": len(rows) > limit}
+    )  # fmt: skip
+    if not exact:
+        history.points = [coarsened(p) for p in history.points]
+    # A day is ~1,440 points: validated and written as JSON in one pass each (pydantic-core),
+    # not re-checked point by point against response_model (which stays for the OpenAPI).
+    return Response(history.model_dump_json(), media_type="application/json")
 
 
 def _aware(t: datetime) -> datetime:
@@ -171,8 +154,7 @@ async def events(
 ) -> list[WearerEvent]:
     """What happened to the wearer, newest first: fence enter/exit and alarms (one event per
     alarm, however often the watch re-sent it). Events carry positions: audited like them."""
-    level = await require_wearer(conn, caller, wearer_id, Action.VIEW_LOCATION)
-    exact = await location_read(conn, caller, level, wearer_id, "events")
+    exact = (await open_location(conn, caller, wearer_id, "events")).exact
     cur = await conn.execute(
         "SELECT e.event_id, e.device_id, e.kind, e.fence_id::text, f.name AS fence_name, e.t,"
         " e.lat, e.lon, e.acc, e.distance_m, e.detail, e.created_at"
