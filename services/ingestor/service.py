@@ -19,10 +19,10 @@ Reliability rules (docs/reliability.md):
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -145,11 +145,15 @@ class Ingestor:
             else None
         )
         self._held = 0  # messages received and not yet finished (acked or given up)
-        self._room = threading.Condition()  # signalled when a batch is finished
+        # One lock for the buffer: the network thread appends to ``_inbox`` and waits on
+        # ``_room`` at the bound; the main loop takes batches, waiting on ``_arrived``.
+        lock = threading.Lock()
+        self._room = threading.Condition(lock)  # signalled when a batch is finished
+        self._arrived = threading.Condition(lock)  # signalled when a message is appended
         self._closing = False
         self._full_logged_at = float("-inf")
         self.connected = threading.Event()
-        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._inbox: deque[Inbound] = deque()
         self._generation = 0
         self._last_message_at = time.monotonic()
         self._access = DeviceAccessCache()
@@ -160,7 +164,8 @@ class Ingestor:
             min_size=1,
             max_size=2,
             open=False,
-            check=ConnectionPool.check_connection,
+            # No check per checkout (a round trip per batch): a connection that died with the
+            # database fails its batch with OperationalError, is dropped, and the batch retried.
             name="ingestor",
         )
         self._client = self._make_client()
@@ -225,26 +230,27 @@ class Ingestor:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        self._wait_for_room()
-        received = Received(topic, bytes(msg.payload), datetime.now(UTC))
-        self._inbox.put(Inbound(received, msg.mid, msg.qos, self._generation))
+        with self._room:
+            self._wait_for_room()
+            self._held += 1
+            self.counters.held_max = max(self.counters.held_max, self._held)
+            received = Received(topic, bytes(msg.payload), datetime.now(UTC))
+            self._inbox.append(Inbound(received, msg.mid, msg.qos, self._generation))
+            self._arrived.notify()
         self._last_message_at = time.monotonic()
 
     def _wait_for_room(self) -> None:
-        """The bounded buffer, on the network thread: at the bound, stop reading (the broker
-        keeps the rest) until the main loop finishes a batch."""
-        with self._room:
-            while self._held >= self.receive_maximum and not self._closing:
-                if time.monotonic() - self._full_logged_at > 10:
-                    self._full_logged_at = time.monotonic()
-                    log.warning(
-                        "holding %d unacknowledged messages, the bound: reading paused until"
-                        " a batch is stored",
-                        self._held,
-                    )
-                self._room.wait(1.0)
-            self._held += 1
-            self.counters.held_max = max(self.counters.held_max, self._held)
+        """The bounded buffer, on the network thread (holding the buffer's lock): at the
+        bound, stop reading (the broker keeps the rest) until the main loop finishes a batch."""
+        while self._held >= self.receive_maximum and not self._closing:
+            if time.monotonic() - self._full_logged_at > 10:
+                self._full_logged_at = time.monotonic()
+                log.warning(
+                    "holding %d unacknowledged messages, the bound: reading paused until"
+                    " a batch is stored",
+                    self._held,
+                )
+            self._room.wait(1.0)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -329,29 +335,23 @@ class Ingestor:
         log.info("left the subscription group; in-flight messages stored and acknowledged")
 
     def _collect(self) -> list[Inbound]:
-        try:
-            first = self._inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
         # An alarm waits for nobody: its lane takes what has arrived and goes.
         wait_ms = 0 if self.lane is Lane.ALARMS else self.settings.ingestor_batch_wait_ms
-        deadline = time.monotonic() + wait_ms / 1000
         size = self.settings.ingestor_batch_size
-        while len(batch) < size:
-            try:
-                batch.append(self._inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch.append(self._inbox.get(timeout=left))
-            except queue.Empty:
-                break
-        return batch
+        inbox = self._inbox
+        with self._arrived:
+            if not inbox:
+                self._arrived.wait(0.2)
+                if not inbox:
+                    return []
+            deadline = time.monotonic() + wait_ms / 1000
+            batch: list[Inbound] = []
+            while True:
+                batch.extend(inbox.popleft() for _ in range(min(len(inbox), size - len(batch))))
+                left = deadline - time.monotonic()
+                if len(batch) >= size or left <= 0:
+                    return batch
+                self._arrived.wait(left)
 
     def _handle(self, batch: list[Inbound], stop: threading.Event) -> None:
         """Store the batch, retrying while the database is away, then confirm it."""
