@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import statistics
@@ -201,6 +202,9 @@ def main() -> None:
                 ],
             }
             assert api.proc is not None
+            # The client's own collector pauses would be counted as the API's latency.
+            gc.collect()
+            gc.freeze()
             results = {name: measure(base, paths, args, api.proc.pid)
                        for name, paths in routes.items()}  # fmt: skip
         finally:

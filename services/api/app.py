@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,6 +66,10 @@ def create_app(settings: Settings) -> FastAPI:
         hub = FeedHub(settings.database_url)
         await hub.start()
         app.state.feed_hub = hub
+        # Everything loaded so far (FastAPI, pydantic, the routes) lives as long as the
+        # process: keep it out of the collector's full passes, which otherwise walk it all
+        # and pause every request in flight.
+        gc.freeze()
         try:
             yield
         finally:

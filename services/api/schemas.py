@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fastapi import Response
 from pydantic import BaseModel, Field
 
 
@@ -138,3 +139,10 @@ class WearerEvent(BaseModel):
     distance_m: float | None = Field(description="Signed distance to the boundary: > 0 inside")
     detail: dict[str, Any] = Field(description="For alarms: mode (audible/silent), fix_error")
     created_at: datetime
+
+
+def as_json(model: BaseModel) -> Response:
+    """The answer of a hot route, written by pydantic-core at once. Returned as a model,
+    FastAPI would dump it to Python objects and validate those again against the route's
+    ``response_model`` (which stays, for the OpenAPI description)."""
+    return Response(model.model_dump_json(), media_type="application/json")

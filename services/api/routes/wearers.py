@@ -17,6 +17,7 @@ from services.api.schemas import (
     Location,
     TrackPoint,
     WearerEvent,
+    as_json,
 )
 from services.people.privacy import coarse
 
@@ -34,7 +35,7 @@ _BIN_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 @router.get("/{wearer_id}/location", response_model=LatestLocation)
 async def latest_location(
     request: Request, conn: ConnDep, caller: Caller, wearer_id: WearerId
-) -> LatestLocation:
+) -> Response:
     """Where the wearer is now: the newest fix (by device time) of any of their devices.
     Audited, and the wearer's watch is told who looked; a caregiver without an open alert
     sees it to about 500 m (``location.coarse``)."""
@@ -49,14 +50,16 @@ async def latest_location(
     )
     row = await cur.fetchone()
     if row is None:
-        return LatestLocation(
-            wearer_id=wearer_id,
-            device_id=gate.worn,
-            location=None,
-            age_s=None,
-            online=False,
-            battery=None,
-            last_seen=None,
+        return as_json(
+            LatestLocation(
+                wearer_id=wearer_id,
+                device_id=gate.worn,
+                location=None,
+                age_s=None,
+                online=False,
+                battery=None,
+                last_seen=None,
+            )
         )
     location = None
     age = None
@@ -68,14 +71,16 @@ async def latest_location(
         if not exact:
             location = coarsened(location)
         age = max(0.0, (datetime.now(UTC) - row["fix_t"]).total_seconds())
-    return LatestLocation(
-        wearer_id=wearer_id,
-        device_id=row["device_id"],
-        location=location,
-        age_s=age,
-        online=bool(row["online"]),
-        battery=row["battery"],
-        last_seen=row["last_seen"],
+    return as_json(
+        LatestLocation(
+            wearer_id=wearer_id,
+            device_id=row["device_id"],
+            location=location,
+            age_s=age,
+            online=bool(row["online"]),
+            battery=row["battery"],
+            last_seen=row["last_seen"],
+        )
     )
 
 
@@ -131,9 +136,8 @@ async def location_history(
     )  # fmt: skip
     if not exact:
         history.points = [coarsened(p) for p in history.points]
-    # A day is ~1,440 points: validated and written as JSON in one pass each (pydantic-core),
-    # not re-checked point by point against response_model (which stays for the OpenAPI).
-    return Response(history.model_dump_json(), media_type="application/json")
+    # A day is ~1,440 points: validated and written in one pass each (pydantic-core).
+    return as_json(history)
 
 
 def _aware(t: datetime) -> datetime:
