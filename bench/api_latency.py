@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -39,7 +40,7 @@ from services.storage.provisioning import demo_device_id
 from tests.support.procs import AnxinProcess, anxin_env, free_port
 from tests.support.stack import wait_for
 
-ADMIN = "postgresql://postgres@127.0.0.1/postgres"
+QUICK = {"devices": 1_000, "tracked": 5, "days": 2, "seconds": 1.0, "loads": [0.5]}
 TOKEN = "bench-token"
 
 
@@ -179,10 +180,21 @@ def main() -> None:
         help="fractions of the maximum at which latency is measured",
     )
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    p.add_argument(
+        "--admin-url",
+        default=os.environ.get("ANXIN_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1/postgres"),
+        help="a PostgreSQL the benchmark may create its database in",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke test: 1,000 devices, 2 days for 5, 1 s a level"
+    )
     args = p.parse_args()
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
     port = free_port()
     api = None
-    with bench_database(ADMIN, args.devices) as db_url:
+    with bench_database(args.admin_url, args.devices) as db_url:
         try:
             t0 = time.monotonic()
             rows = fill(db_url, args.tracked, args.days)

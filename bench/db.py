@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from bench.fleet_fences import load_fleet_fences
 from services.storage.migrate import migrate
 from services.storage.provisioning import seed_demo
 
@@ -20,8 +21,11 @@ def db_url(admin_url: str, name: str) -> str:
 
 
 @contextmanager
-def bench_database(admin_url: str, devices: int, keep: bool = False) -> Iterator[str]:
-    """A fresh ``anxin_bench_<random>`` database, migrated and seeded with ``devices``."""
+def bench_database(
+    admin_url: str, devices: int, keep: bool = False, fences_per_device: int = 0
+) -> Iterator[str]:
+    """A fresh ``anxin_bench_<random>`` database, migrated and seeded with ``devices`` and
+    their wearers' fences (``bench.fleet_fences``, up to 3 a wearer)."""
     name = f"anxin_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -30,6 +34,8 @@ def bench_database(admin_url: str, devices: int, keep: bool = False) -> Iterator
         migrate(url, retention_days=90, days_ahead=2)
         with psycopg.connect(url) as conn:
             seed_demo(conn, devices)
+            if fences_per_device:
+                load_fleet_fences(conn, devices, fences_per_device)
         yield url
     finally:
         if not keep:
@@ -48,9 +54,14 @@ def server_version(url: str) -> str:
 
 
 def reset_positions(url: str) -> None:
-    """Empty the positions partitions (and the dead letters) between phases."""
+    """Empty the positions partitions and the dead letters between phases, and what the
+    fences made of the last phase (their states, events, alerts and what those queued), so
+    that every phase decides the same fences from the same start."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE positions, dead_letters")
+        conn.execute(
+            "TRUNCATE positions, dead_letters, fence_state, events, alerts, alert_events,"
+            " alert_log, outbox, deliveries, alert_feed"
+        )
 
 
 class Counter:

@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="small numbers (smoke test): 500 devices, 5,000 fixes")
     add("--phases", default=",".join(PHASES), help=f"a subset of {','.join(PHASES)}")
     add_stack_options(p)
+    add("--fences-per-device", type=int, default=3, choices=range(4), metavar="0-3",
+        help="fences a wearer has, home/park/no-go (bench/fleet_fences.py; default 3)")  # fmt: skip
     args = p.parse_args(argv)
     base = QUICK if args.quick else DEFAULTS
     for key, value in base.items():
@@ -319,6 +321,7 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 "batch_fixes": args.batch_fixes,
                 "batch_fixes_per_message": BATCH_FIXES_PER_MESSAGE,
                 "naive_fixes": args.naive_fixes,
+                "fences_per_device": args.fences_per_device,
                 "publishers": args.publishers,
                 "publisher_window": args.window,
                 "quick": args.quick,
@@ -337,7 +340,10 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             broker = MosquittoProcess(workdir / "mosquitto")
             stack.callback(broker.stop)
             broker.start()
-            db = stack.enter_context(bench_database(args.admin_url, args.devices, args.keep))
+            db = stack.enter_context(
+                bench_database(args.admin_url, args.devices, args.keep, args.fences_per_device)
+            )
+            result["parameters"]["fences"] = int(scalar(db, "SELECT count(*) FROM fences"))
             result["parameters"]["database"] = db.rsplit("/", 1)[1]
             result["parameters"]["broker_port"] = broker.port
             result["machine"] = machine_info(str(scalar(db, "SHOW server_version")))

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     ingestor_batch_wait_ms: int = Field(
         default=50, ge=1, description="Longest a message waits for its batch to fill"
     )
+    mqtt_keepalive_s: int = Field(
+        default=30,
+        ge=1,
+        le=65535,
+        description="MQTT keep-alive of the ingestor's connections: a silent link is found"
+        " dead within 1.5 × this",
+    )
     ingestor_session_expiry_s: int = Field(
         default=7 * 24 * 3600, description="How long the broker keeps an absent replica's session"
     )

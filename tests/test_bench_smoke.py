@@ -1,5 +1,5 @@
-"""``python -m bench --quick`` and ``python -m bench.alert_latency --quick`` run end to end and
-write a complete result.
+"""The benchmarks' ``--quick`` variants (ingest, SOS latency, soak, API latency) run end to
+end and write a complete result.
 
 Only the shape and the bookkeeping are checked (every section present, positive numbers, every
 published fix stored once): timings depend on the machine and are never asserted here.
@@ -151,3 +151,39 @@ def test_quick_soak_samples_memory_and_lag_and_stores_every_fix(tmp_path: Path) 
     assert r["ingestor_counters"]["fixes_new"] == r["fixes_stored"]
     assert r["machine"]["mosquitto"] and r["machine"]["postgres"]
     assert "RSS MB start" in proc.stdout  # the table
+
+
+@pytest.mark.timeout(90)
+def test_quick_api_latency_bench_measures_every_route_saturated_and_paced(tmp_path: Path) -> None:
+    r = run_quick("bench.api_latency", tmp_path, timeout=85)
+    assert r["benchmark"] == "api_latency" and r["params"]["quick"] is True
+    assert r["fixes_stored"] == 5 * 2 * 24 * 60
+    assert set(r["routes"]) == {"latest", "history_1_day", "history_1_day_bucket_5min"}
+    for route, levels in r["routes"].items():
+        assert set(levels) == {"saturated", "load_50"}, route
+        top, paced = levels["saturated"], levels["load_50"]
+        assert top["requests"] > 0 and top["requests_per_s"] > 0, route
+        assert paced["offered_per_s"] == round(top["requests_per_s"] * 0.5, 1), route
+        for level in (top, paced):
+            assert level["errors"] == 0 and level["api_cpu_ms_per_request"] > 0, (route, level)
+            assert 0 < level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"], (route, level)
+
+
+@pytest.mark.timeout(60)
+def test_quick_geofence_bench_agrees_with_the_naive_loop(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.geofence", "--quick", "--out-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [path] = tmp_path.glob("geofence-*.json")
+    r = json.loads(path.read_text())
+    assert r["workload"]["devices"] == 10_000 and r["workload"]["pairs"] == 30_000
+    assert r["vectorised"]["decisions_per_s_median"] > 0 and r["naive"]["decisions_per_s"] > 0
+    # The fast path answers what Shapely's scalar calls answer, to the millimetre.
+    assert r["naive"]["max_abs_diff_m"] < 1e-3
+    assert r["ratio_median_vs_naive"] > 0
+    assert "targets:" in proc.stdout

@@ -42,7 +42,7 @@ from services.ingestor.items import Rejected
 from services.ingestor.pipeline import Received, prepare_batch, topic_devices
 from services.ingestor.plan import BatchPlan, plan_batch
 from services.ingestor.store import StoreResult, store_batch
-from services.mqtt_url import parse_mqtt_url
+from services.mqtt_url import note_packets_sent, parse_mqtt_url
 from services.protocol import AlarmReceipt, Topics, UplinkKind
 from services.settings import Settings
 from services.storage.flavour import Flavour, installed_flavour
@@ -101,6 +101,11 @@ class Lane(StrEnum):
             return tuple(k for k in UplinkKind if k is not UplinkKind.ALARM)
         return tuple(UplinkKind)
 
+    @property
+    def takes_fixes(self) -> bool:
+        """Whether location fixes (and so fence decisions) come through this lane."""
+        return self is not Lane.ALARMS
+
 
 def run_ingestor(settings: Settings, stop: threading.Event, leave_group: bool = False) -> None:
     """``anxin ingest``: with the alarm lane (default) two consumers in one process — alarms
@@ -157,7 +162,9 @@ class Ingestor:
         self._generation = 0
         self._last_message_at = time.monotonic()
         self._access = DeviceAccessCache()
-        self._fences = FenceCache()
+        # Only a lane that takes fixes decides fences: the alarm lane keeps no copy of them
+        # (with 300,000 fences a second copy would double the process's memory).
+        self._fences = FenceCache() if lane.takes_fixes else None
         self._known_days: set[date] = set()
         self._pool = ConnectionPool(
             settings.database_url,
@@ -265,9 +272,14 @@ class Ingestor:
         self._wait_for_database(stop)
         with self._pool.connection() as conn:
             self._flavour = installed_flavour(conn)
+            self._load_fences(conn)
         t = self._target
         self._client.connect_async(
-            t.host, t.port, keepalive=30, clean_start=False, properties=self._connect_properties()
+            t.host,
+            t.port,
+            keepalive=self.settings.mqtt_keepalive_s,
+            clean_start=False,
+            properties=self._connect_properties(),
         )
         self._client.loop_start()
         next_maintenance = 0.0
@@ -299,6 +311,21 @@ class Ingestor:
             # The main lane's line keeps its historical form ("stopped: Counters(…)").
             tag = " (alarms lane)" if self.lane is Lane.ALARMS else ""
             log.info("stopped%s: %s", tag, self.counters)
+
+    def _load_fences(self, conn: psycopg.Connection) -> None:
+        """Every fence, before the first message: the first batch must not wait for (nor a
+        restart hide) the cache's load, which takes seconds with a large fleet."""
+        if self._fences is None:
+            return
+        t0 = time.monotonic()
+        self._fences.refresh(conn, force=True)
+        conn.commit()
+        log.info(
+            "fence cache: %d fences (version %d) in %.1f s",
+            len(self._fences.index),
+            self._fences.version,
+            time.monotonic() - t0,
+        )
 
     def _report_floods(self) -> None:
         report = self._flood.take_report() if self._flood is not None else None
@@ -402,8 +429,9 @@ class Ingestor:
         with self._pool.connection(timeout=CONNECT_WAIT_S) as conn:
             access = self._access.lookup(conn, topic_devices(received, self.topics))
             conn.commit()
-            self._fences.refresh(conn)
-            conn.commit()
+            if self._fences is not None:
+                self._fences.refresh(conn)
+                conn.commit()
             flood = self._flood.trial() if self._flood is not None else None
             plan = prepare_batch(received, access, self.topics, self.limits, flood)
             self._ensure_partitions(conn, plan)
@@ -415,6 +443,8 @@ class Ingestor:
         return plan
 
     def _fence_step(self, conn: psycopg.Connection, plan: BatchPlan) -> FenceOutcome:
+        if self._fences is None:
+            return FenceOutcome()
         return apply_fences(conn, plan, self._fences.index, self._access.wearer_of)
 
     def _alert_step(self, conn: psycopg.Connection, plan: BatchPlan, events: NewEvents) -> int:
@@ -456,9 +486,13 @@ class Ingestor:
             self.counters.receipts += 1
         generation = self._generation
         self._release(len(batch))  # before the acks: the broker sends more only after them
+        acked = False
         for b in batch:
             if b.qos > 0 and b.generation == generation:
                 self._client.ack(b.mid, b.qos)
+                acked = True
+        if acked:
+            note_packets_sent(self._client)
 
     def _release(self, n: int) -> None:
         with self._room:

@@ -1,0 +1,128 @@
+"""The benchmark fleet's fences: three per wearer, placed around the walk each device's fixes
+follow (``bench.payloads.fix``), so that the ingestor really decides something for every fix.
+
+What a family draws for an elderly wearer, by our demo and the product's screens:
+- **home**, a safe circle of 60–250 m around where the walk starts: most fixes fall inside
+  it, the smaller ones leave fixes "uncertain" (the accuracy circle straddles the edge);
+- **park**, a safe polygon of 6–12 vertices 250–700 m away, one in ten with a pond (a hole):
+  the wearer is outside it, which the first fix records after the dwell, with no event;
+- **river**, a no-go strip 40–80 m wide and 500–900 m long, 200–700 m away; for one wearer in
+  fifty it is a construction site across the walk instead, so their first fixes *enter* a
+  no-go fence: events, alerts and outbox rows come with the load, as they would in a fleet.
+
+Deterministic per device (``random.Random(device)``), loaded with one COPY: 300,000 fences for
+100,000 devices take seconds, where the API's one-at-a-time path would take minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bench.payloads import SHANGHAI
+from geofences.geojson import fence_to_feature
+from geofences.model import Fence, FenceKind
+from services.storage.provisioning import demo_device_id
+
+M_PER_DEG_LAT = 111_320.0
+NOGO_ON_WALK_EVERY = 50  # one wearer in this many walks into a no-go fence
+
+
+def walk_origin(device: int) -> tuple[float, float]:
+    """Where device index ``device`` (0-based) starts its walk, as ``bench.payloads.fix``."""
+    return (SHANGHAI[0] + (device % 100) * 0.002, SHANGHAI[1] + (device // 100 % 100) * 0.002)
+
+
+def _offset(lat: float, lon: float, north_m: float, east_m: float) -> list[float]:
+    """[lon, lat] — GeoJSON order — of the point ``north_m``/``east_m`` from (lat, lon)."""
+    return [
+        round(lon + east_m / (M_PER_DEG_LAT * math.cos(math.radians(lat))), 7),
+        round(lat + north_m / M_PER_DEG_LAT, 7),
+    ]
+
+
+def _ring(lat: float, lon: float, radii: list[float], turn: float = 0.0) -> list[list[float]]:
+    """A closed ring of len(radii) vertices at even bearings (a star-shaped, simple ring)."""
+    step = 2 * math.pi / len(radii)
+    pts = [
+        _offset(lat, lon, r * math.cos(turn + i * step), r * math.sin(turn + i * step))
+        for i, r in enumerate(radii)
+    ]
+    return [*pts, pts[0]]
+
+
+def _strip(
+    lat: float, lon: float, length: float, width: float, bearing: float
+) -> list[list[float]]:
+    """A bent strip (a river bank, a highway): six vertices, counter-clockwise."""
+    ux, uy = math.sin(bearing), math.cos(bearing)  # along (east, north)
+    vx, vy = -uy, ux  # across
+    half, bend = length / 2, width * 0.8
+    along = [(-half, 0.0), (0.0, bend), (half, 0.0)]
+    left = [(a * ux + (b + width / 2) * vx, a * uy + (b + width / 2) * vy) for a, b in along]
+    right = [(a * ux + (b - width / 2) * vx, a * uy + (b - width / 2) * vy) for a, b in along]
+    pts = [_offset(lat, lon, n, e) for e, n in [*right, *reversed(left)]]
+    return [*pts, pts[0]]
+
+
+def fences_for(device: int) -> list[Fence]:
+    """The three fences of the wearer of device index ``device``."""
+    rng = random.Random(device)
+    wearer = f"wearer-{demo_device_id(device + 1)}"
+    lat, lon = walk_origin(device)
+
+    def fid() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    def away(lo: float, hi: float) -> tuple[float, float]:
+        d, b = rng.uniform(lo, hi), rng.uniform(0, 2 * math.pi)
+        east, north = d * math.sin(b), d * math.cos(b)
+        lon_c, lat_c = _offset(lat, lon, north, east)
+        return lat_c, lon_c
+
+    home_lon, home_lat = _offset(lat, lon, rng.uniform(-30, 30), rng.uniform(-30, 30))
+    home = Fence(fid(), wearer, "home", FenceKind.SAFE,
+                 {"type": "Point", "coordinates": [home_lon, home_lat]},
+                 radius_m=round(rng.uniform(60, 250)))  # fmt: skip
+
+    p_lat, p_lon = away(250, 700)
+    size = rng.uniform(80, 200)
+    outer = _ring(p_lat, p_lon, [size * rng.uniform(0.7, 1.0) for _ in range(rng.randint(6, 12))])
+    rings = [outer]
+    if rng.random() < 0.1:  # a pond in the park: a hole, clockwise
+        rings.append(list(reversed(_ring(p_lat, p_lon, [size * 0.3] * 6))))
+    park = Fence(fid(), wearer, "park", FenceKind.SAFE, {"type": "Polygon", "coordinates": rings})
+
+    if device % NOGO_ON_WALK_EVERY == 0:
+        site = _ring(lat, lon, [300.0] * 8, turn=rng.uniform(0, 1))
+        nogo = Fence(fid(), wearer, "construction site", FenceKind.NOGO,
+                     {"type": "Polygon", "coordinates": [site]})  # fmt: skip
+    else:
+        r_lat, r_lon = away(200, 700)
+        strip = _strip(r_lat, r_lon, rng.uniform(500, 900), rng.uniform(40, 80),
+                       rng.uniform(0, math.pi))  # fmt: skip
+        nogo = Fence(fid(), wearer, "river", FenceKind.NOGO,
+                     {"type": "Polygon", "coordinates": [strip]})  # fmt: skip
+    return [home, park, nogo]
+
+
+def fleet_fences(devices: int, per_device: int = 3) -> Iterator[Fence]:
+    for d in range(devices):
+        yield from fences_for(d)[:per_device]
+
+
+def load_fleet_fences(conn: psycopg.Connection, devices: int, per_device: int = 3) -> int:
+    """COPY the fleet's fences into ``fences`` (each takes a version, as the API's do)."""
+    n = 0
+    sql = "COPY fences (fence_id, wearer_id, name, kind, feature) FROM STDIN"
+    with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as cp:
+        for f in fleet_fences(devices, per_device):
+            cp.write_row((f.fence_id, f.wearer_id, f.name, f.kind.value,
+                          Jsonb(fence_to_feature(f))))  # fmt: skip
+            n += 1
+    return n
