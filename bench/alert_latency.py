@@ -560,8 +560,11 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             broker = MosquittoProcess(workdir / "mosquitto")
             stack.callback(broker.stop)
             broker.start()
-            db = stack.enter_context(bench_database(args.admin_url, args.devices, args.keep))
+            db = stack.enter_context(
+                bench_database(args.admin_url, args.devices, args.keep, args.fences_per_device)
+            )
             result["parameters"]["database"] = db.rsplit("/", 1)[1]
+            result["parameters"]["fences"] = int(scalar(db, "SELECT count(*) FROM fences"))
             result["machine"] = machine_info(str(scalar(db, "SHOW server_version")))
             pool = PublisherPool(args.publishers)
             stack.callback(pool.close)

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from bench.fleet_fences import load_fleet_fences
+from bench.fleet_fences import load_fleet_fences, restore_fence_states, seed_fence_states
 from services.storage.migrate import migrate
 from services.storage.provisioning import seed_demo
 
@@ -25,7 +25,7 @@ def bench_database(
     admin_url: str, devices: int, keep: bool = False, fences_per_device: int = 0
 ) -> Iterator[str]:
     """A fresh ``anxin_bench_<random>`` database, migrated and seeded with ``devices`` and
-    their wearers' fences (``bench.fleet_fences``, up to 3 a wearer)."""
+    their wearers' fences (``bench.fleet_fences``, up to 3 a wearer) in their steady state."""
     name = f"anxin_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -36,6 +36,7 @@ def bench_database(
             seed_demo(conn, devices)
             if fences_per_device:
                 load_fleet_fences(conn, devices, fences_per_device)
+                seed_fence_states(conn, devices, fences_per_device)
         yield url
     finally:
         if not keep:
@@ -59,9 +60,10 @@ def reset_positions(url: str) -> None:
     that every phase decides the same fences from the same start."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE positions, dead_letters, fence_state, events, alerts, alert_events,"
-            " alert_log, outbox, deliveries, alert_feed"
+            "TRUNCATE positions, dead_letters, events, alerts, alert_events, alert_log, outbox,"
+            " deliveries, alert_feed"
         )
+        restore_fence_states(conn)
 
 
 class Counter:

@@ -12,6 +12,12 @@ What a family draws for an elderly wearer, by our demo and the product's screens
 
 Deterministic per device (``random.Random(device)``), loaded with one COPY: 300,000 fences for
 100,000 devices take seconds, where the API's one-at-a-time path would take minutes.
+
+A running fleet has a state for every (device, fence) already: ``seed_fence_states`` gives
+each wearer what the engine itself concluded from two good fixes at home yesterday, so a phase
+measures the steady state, where most fixes only confirm what is known. The wearers who walk
+into a construction site start with no state: they are the fleet's newcomers, decided from
+their first fix (first sight), and their entries raise alerts.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ import math
 import random
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from bench.payloads import SHANGHAI
+from geofences.batch import decide_batch
+from geofences.engine import FenceIndex
 from geofences.geojson import fence_to_feature
-from geofences.model import Fence, FenceKind
+from geofences.model import DeviceFix, Fence, FenceKind, FenceState, FixSample
 from services.storage.provisioning import demo_device_id
 
 M_PER_DEG_LAT = 111_320.0
@@ -126,3 +135,49 @@ def load_fleet_fences(conn: psycopg.Connection, devices: int, per_device: int = 
                           Jsonb(fence_to_feature(f))))  # fmt: skip
             n += 1
     return n
+
+
+SEED_TABLE = "bench_fence_state_seed"
+
+
+def steady_states(devices: int, per_device: int = 3) -> dict[tuple[str, str], FenceState]:
+    """What the engine concluded for each settled wearer from two good fixes (5 m) at the
+    start of their walk, an hour apart, yesterday: past every dwell."""
+    index = FenceIndex(fleet_fences(devices, per_device))
+    settled = [d for d in range(devices) if d % NOGO_ON_WALK_EVERY]
+    yesterday = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    states: dict[tuple[str, str], FenceState] = {}
+    newest: dict[str, datetime | None] = {}
+    for t in (yesterday, yesterday + timedelta(hours=1)):
+        fixes = []
+        for d in settled:
+            lat, lon = walk_origin(d)
+            device_id = demo_device_id(d + 1)
+            fixes.append(DeviceFix(device_id, f"wearer-{device_id}", FixSample(t, lat, lon, 5.0)))
+        states.update(decide_batch(index, fixes, states, newest).changed)
+        newest = dict.fromkeys(newest.keys() | {f.device_id for f in fixes}, t)
+    return states
+
+
+def seed_fence_states(conn: psycopg.Connection, devices: int, per_device: int = 3) -> int:
+    """Store ``steady_states`` in ``fence_state``, and a copy that ``restore_fence_states``
+    puts back between phases."""
+    states = steady_states(devices, per_device)
+    sql = (
+        "COPY fence_state (device_id, fence_id, inside, since, pending_exit_since, active,"
+        " version) FROM STDIN"
+    )
+    with conn.transaction(), conn.cursor() as cur:
+        with cur.copy(sql) as cp:
+            for (device_id, fence_id), s in states.items():
+                cp.write_row((device_id, fence_id, s.inside, s.since, s.pending_exit_since,
+                              s.active, 1))  # fmt: skip
+        cur.execute(f"CREATE TABLE {SEED_TABLE} AS SELECT * FROM fence_state")
+    return len(states)
+
+
+def restore_fence_states(conn: psycopg.Connection) -> None:
+    """Every (device, fence) state back to the seed (none, when nothing was seeded)."""
+    conn.execute("TRUNCATE fence_state")
+    if conn.execute("SELECT to_regclass(%s)", (SEED_TABLE,)).fetchone() != (None,):
+        conn.execute(f"INSERT INTO fence_state SELECT * FROM {SEED_TABLE}")

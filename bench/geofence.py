@@ -16,7 +16,6 @@ whole ``decide_batch`` (pairing + distances + state steps). Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from bench.machine import common_machine_info, package_versions
+from bench.machine import common_machine_info, package_versions, save_result
 from geofences.batch import decide_batch
 from geofences.decision import observe, observe_codes
 from geofences.engine import FenceIndex
@@ -299,11 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices, sample = (10_000, 5_000) if args.quick else (args.devices, args.sample)
     result = run(devices, sample=sample, repeat=args.repeat, threads=args.threads, seed=args.seed)
     print(report(result))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out_dir / f"geofence-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    save_result(result, args.out_dir, "geofence")
     return 0
 
 

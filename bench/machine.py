@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -57,9 +60,24 @@ def package_versions(*names: str) -> dict[str, str]:
     return out
 
 
+def python_speed_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes here (best of 3): the yardstick for
+    comparing runs on different machines of the same kind (seen: 2-core VMs whose per-core
+    speed differs by 2.5×), since the services' costs are mostly interpreter time."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1000, 1)
+
+
 def common_machine_info() -> dict[str, Any]:
     """What every benchmark records about the box it ran on."""
     return {
+        "python_loop_2m_ms": python_speed_ms(),
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model(),
@@ -84,3 +102,13 @@ def machine_info(postgres_version: str) -> dict[str, Any]:
         "git_dirty": bool(dirty),
         "git_modified": dirty[:50],  # was the measured ingestor the committed one?
     }
+
+
+def save_result(result: dict[str, Any], out_dir: Path, name: str) -> Path:
+    """``<out_dir>/<name>-<UTC>.json``: where a benchmark's figures are kept."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out_dir / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

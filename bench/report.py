@@ -51,9 +51,11 @@ def table(result: dict[str, Any]) -> str:
     r = result.get("ratios", {})
     head = (
         f"Anxin ingest benchmark: {p.get('devices', 0):,} devices, {p.get('fixes', 0):,} fixes"
-        f" per phase, {p.get('publishers')} publisher processes\n"
+        f" per phase, {p.get('publishers')} publisher processes,"
+        f" {p.get('fences', 0):,} fences ({p.get('fence_states_seeded', 0):,} states settled)\n"
         f"{m.get('nproc')} CPUs ({m.get('cpu_model', '?')}), Mosquitto {m.get('mosquitto')},"
-        f" PostgreSQL {m.get('postgres')}, Python {m.get('python')}\n"
+        f" PostgreSQL {m.get('postgres')}, Python {m.get('python')}"
+        f" (pure-Python yardstick: {m.get('python_loop_2m_ms')} ms)\n"
     )
     cols = ("", "rate", "vs QoS 1", "vs naive", "ingestor CPU s", "µs/fix", "peak RSS MB",
             "stored/published")  # fmt: skip

@@ -61,8 +61,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="small numbers (smoke test): 500 devices, 5,000 fixes")
     add("--phases", default=",".join(PHASES), help=f"a subset of {','.join(PHASES)}")
     add_stack_options(p)
-    add("--fences-per-device", type=int, default=3, choices=range(4), metavar="0-3",
-        help="fences a wearer has, home/park/no-go (bench/fleet_fences.py; default 3)")  # fmt: skip
     args = p.parse_args(argv)
     base = QUICK if args.quick else DEFAULTS
     for key, value in base.items():
@@ -92,6 +90,8 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
         help="the PostgreSQL to create the benchmark database in")  # fmt: skip
     add("--out", type=Path, default=ROOT / "bench" / "results", help="where the JSON goes")
     add("--keep", action="store_true", help="keep the work directory (logs) and the database")
+    add("--fences-per-device", type=int, default=3, choices=range(4), metavar="0-3",
+        help="fences a wearer has, home/park/no-go (bench/fleet_fences.py; default 3)")  # fmt: skip
 
 
 def ingestor_settings(p: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
@@ -344,6 +344,9 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 bench_database(args.admin_url, args.devices, args.keep, args.fences_per_device)
             )
             result["parameters"]["fences"] = int(scalar(db, "SELECT count(*) FROM fences"))
+            result["parameters"]["fence_states_seeded"] = int(
+                scalar(db, "SELECT count(*) FROM fence_state")
+            )
             result["parameters"]["database"] = db.rsplit("/", 1)[1]
             result["parameters"]["broker_port"] = broker.port
             result["machine"] = machine_info(str(scalar(db, "SHOW server_version")))

@@ -1,18 +1,24 @@
 """The fence cache and its vectorised distance test: many (fix, fence) pairs in one pass.
 
-``FenceIndex`` keeps every fence compiled once: its local metric frame and its projected shape,
-``shapely.prepare``-d, in slot-indexed numpy arrays, and its boundary segments in a flat pool
-(``segments.py``). A batch of pairs becomes gathers from those arrays, one Shapely ufunc call
-for membership (``contains_xy`` over the prepared polygons, aligned with the pairs) and a
-blocked numpy pass for the distance to the boundary — no Python loop per pair. Aligned arrays
-(rather than grouping pairs by fence) suit the ingestor's batches, where most fences see one
-fix per batch; a fence seen twice simply appears twice. Large batches are split across
-threads: both Shapely and numpy release the GIL in their inner loops.
+``FenceIndex`` keeps every fence compiled once: its local metric frame in slot-indexed numpy
+arrays, a circle's radius, a polygon's boundary as chunks of vertices in a flat pool
+(``segments.py``). A batch of pairs becomes gathers from those arrays and blocked numpy passes
+for membership (a crossing count) and the distance to the boundary — no Python loop per pair.
+Aligned arrays (rather than grouping pairs by fence) suit the ingestor's batches, where most
+fences see one fix per batch; a fence seen twice simply appears twice. Large batches are split
+across threads: numpy releases the GIL in its inner loops.
 
-The distance is numpy rather than ``shapely.distance`` on prepared boundaries because that
-measured nearly three times as slow here and needs a Point object per pair (segments.py).
-Circles need no Shapely at all: their signed distance is closed-form numpy (``metric.py``).
+Neither membership nor distance uses Shapely: a GEOS polygon per fence (and its preparation)
+cost more memory than everything else the cache keeps (segments.py). Circles need no polygon
+at all: their signed distance is closed-form numpy (``metric.py``).
 
+Memory is budgeted (300,000 fences for 100,000 wearers in an ingestor of < 300 MB; measured by
+``python -m bench.fence_memory``): the cached ``Fence`` keeps no GeoJSON (it is compiled and
+then dropped), its repeated strings and numbers are shared, a wearer's fences are one tuple of
+slots, and arrays grow into ``np.zeros`` capacity that costs nothing until written.
+
+Loading is in bulk: ``upsert_many`` (and the constructor) compile thousands of fences per numpy
+pass (``compiled.py``) and skip, rather than raise on, a fence that cannot be compiled.
 Changes are incremental: ``upsert`` compiles one fence into a free or reused slot and
 ``remove`` frees one; arrays grow by doubling, so nothing is ever rebuilt wholesale.
 """
@@ -21,96 +27,145 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import shapely
 
-from geofences.metric import circle_signed_distance, compile_fence, wrap_lon
+from geofences.compiled import CompiledFences, SkippedFence, compile_fences
+from geofences.metric import circle_signed_distance, wrap_lon
 from geofences.model import Fence
 from geofences.segments import SegmentPool
 
+__all__ = ["FenceIndex", "SkippedFence"]
+
 PARALLEL_MIN_PAIRS = 20_000  # below this a thread hand-off costs more than it saves
+COMPILE_BATCH = 1024  # per compile pass: 4096 loads 10 % faster, leaves 30 % more heap behind
+SLOT_ARRAYS = ("lat0", "lon0", "kx", "ky", "radius", "margin")
 
 
 class FenceIndex:
-    """The ingestor's fence cache: compiled fences by id, by wearer, and as slot arrays."""
+    """The ingestor's fence cache: compiled fences by id, by wearer, and as slot arrays.
+
+    ``skipped``: the fences the constructor could not compile (see ``upsert_many``)."""
+
+    lat0: np.ndarray
+    lon0: np.ndarray
+    kx: np.ndarray
+    ky: np.ndarray
+    radius: np.ndarray  # NaN: a polygon (its boundary is in ``segments``)
+    margin: np.ndarray
 
     def __init__(self, fences: Iterable[Fence] = (), *, threads: int | None = None) -> None:
         self.threads = max(1, threads if threads is not None else min(4, os.cpu_count() or 1))
         self._pool: ThreadPoolExecutor | None = None
         self._slot: dict[str, int] = {}
-        self._fences: list[Fence | None] = []
-        self._free: list[int] = []
-        self._by_wearer: dict[str, dict[str, None]] = {}  # insertion-ordered set of ids
-        self._wearer_slots: dict[str, tuple[int, ...]] = {}
+        self._fences: list[Fence | None] = []  # by slot; None: free
+        self._free: list[int] = []  # slots freed by ``remove``; fresh ones come from ``_next``
+        self._next = 0
+        self._wearer_slots: dict[str, tuple[int, ...]] = {}  # in insertion order
+        self._shared: dict[object, object] = {}  # one object per distinct margin, dwell, schedule
         self._cap = 0
         self.segments = SegmentPool()
         self._grow()
-        for f in fences:
-            self.upsert(f)
+        self.skipped = self.upsert_many(fences)
 
     # -- the cache ------------------------------------------------------------------------
     def _grow(self) -> None:
-        """Double the slot arrays (amortised O(1) per upsert) and free the new slots."""
-        old_cap = self._cap
-        self._alloc(max(64, 2 * old_cap))
-        self._free.extend(range(self._cap - 1, old_cap - 1, -1))
-
-    def _alloc(self, cap: int) -> None:
-        def grow(a: np.ndarray | None, fill: object, dtype: object) -> np.ndarray:
-            new = np.full(cap, fill, dtype=dtype)
-            if a is not None:
-                new[: self._cap] = a[: self._cap]
-            return new
-
-        old = self._cap > 0
-        self.lat0 = grow(self.lat0 if old else None, np.nan, float)
-        self.lon0 = grow(self.lon0 if old else None, np.nan, float)
-        self.kx = grow(self.kx if old else None, np.nan, float)
-        self.ky = grow(self.ky if old else None, np.nan, float)
-        self.radius = grow(self.radius if old else None, np.nan, float)  # NaN: not a circle
-        self.margin = grow(self.margin if old else None, np.nan, float)
-        self.poly = grow(self.poly if old else None, None, object)
-        self.bbox = np.vstack(
-            [grow(self.bbox[i] if old else None, np.nan, float) for i in range(4)]
-        )
-        if cap > len(self.segments.start):
-            self.segments.grow_slots(cap)
-        self._fences.extend([None] * (cap - self._cap))
+        """Double the slot arrays (amortised O(1) per new fence)."""
+        cap = max(64, 2 * self._cap)
+        for name in SLOT_ARRAYS:
+            new = np.zeros(cap)  # calloc: the unused half costs no resident memory
+            if self._cap:
+                new[: self._cap] = getattr(self, name)
+            setattr(self, name, new)
+        self.segments.grow_slots(cap)
         self._cap = cap
 
+    def _new_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        if self._next == self._cap:
+            self._grow()
+        self._fences.append(None)
+        self._next += 1
+        return self._next - 1
+
     def upsert(self, fence: Fence) -> None:
-        """Add or replace one fence (compiles only this fence)."""
-        cf = compile_fence(fence)
-        slot = self._slot.get(fence.fence_id)
+        """Add or replace one fence (compiles only this fence). ValueError if it cannot be
+        compiled; the cache is then unchanged."""
+        compiled = compile_fences([fence])
+        if compiled.skipped:
+            raise ValueError(f"fence {fence.fence_id}: {compiled.skipped[0].reason}")
+        self._apply(compiled)
+
+    def upsert_many(
+        self, fences: Iterable[Fence], *, batch: int = COMPILE_BATCH
+    ) -> list[SkippedFence]:
+        """Add or replace many fences, as ``upsert`` one after another would, compiled
+        ``batch`` at a time (an iterable is consumed batch by batch, never all at once).
+
+        A fence that cannot be compiled is skipped — whatever the cache held under its id
+        stays — and returned with the reason, for the caller to log: one broken stored fence
+        must not stop the others from being watched."""
+        skipped: list[SkippedFence] = []
+        it = iter(fences)
+        while chunk := list(itertools.islice(it, batch)):
+            compiled = compile_fences(chunk)
+            skipped += compiled.skipped
+            self._apply(compiled)
+        return skipped
+
+    def _apply(self, c: CompiledFences) -> None:
+        """Store compiled fences: ids and wearers fence by fence, exactly as one ``upsert``
+        after another would leave them; the arrays in one go each, from the last fence given
+        for each slot."""
+        slots = np.fromiter(map(self._place, c.fences), np.intp, len(c.fences))
+        last = dict(zip(slots.tolist(), range(len(slots)), strict=True))
+        if len(last) < len(slots):  # an id given twice: only its last version is compiled in
+            keep = np.zeros(len(slots), dtype=bool)
+            keep[list(last.values())] = True
+            c, slots = c.subset(keep), slots[keep]
+        for name in SLOT_ARRAYS[:-1]:
+            getattr(self, name)[slots] = getattr(c, name)
+        self.margin[slots] = [f.margin_m for f in c.fences]
+        poly = c.chunks > 0
+        self.segments.clear(slots[~poly])
+        self.segments.set_many(slots[poly], c.box, c.pts, c.chunks[poly], c.scale[poly])
+
+    def _place(self, fence: Fence) -> int:
+        """The fence's slot (a new one for a new id), its wearer's list updated."""
+        fid = fence.fence_id
+        slot = self._slot.get(fid)
         if slot is None:
-            if not self._free:
-                self._grow()
-            slot = self._free.pop()
-            self._slot[fence.fence_id] = slot
+            slot = self._new_slot()
+            self._slot[fid] = slot
+            self._add_to_wearer(fence.wearer_id, slot)
         else:
             old = self._fences[slot]
             if old is not None and old.wearer_id != fence.wearer_id:
-                self._forget_wearer(old.wearer_id, fence.fence_id)
-        self._fences[slot] = fence
-        self.lat0[slot], self.lon0[slot] = cf.frame.lat0, cf.frame.lon0
-        self.kx[slot], self.ky[slot] = cf.frame.kx, cf.frame.ky
-        self.margin[slot] = fence.margin_m
-        if cf.shape is None:
-            self.radius[slot] = cf.radius_m
-            self.poly[slot] = None
-            self.bbox[:, slot] = np.nan
-            self.segments.clear(slot)
-        else:
-            shapely.prepare(cf.shape)
-            self.radius[slot] = np.nan
-            self.poly[slot] = cf.shape
-            self.bbox[:, slot] = cf.shape.bounds
-            self.segments.set(slot, cf.shape)
-        self._by_wearer.setdefault(fence.wearer_id, {})[fence.fence_id] = None
-        self._refresh_wearer(fence.wearer_id)
+                self._drop_from_wearer(old.wearer_id, slot)
+                self._add_to_wearer(fence.wearer_id, slot)
+        self._fences[slot] = self._slim(fence)
+        return slot
+
+    def _slim(self, fence: Fence) -> Fence:
+        """The fence as the cache keeps it: no GeoJSON (compiled already), and one object for
+        equal strings, margins, dwells and schedules (from the database each row brings its
+        own copies; 100,000 wearers' fences share a handful of names and margins)."""
+        share = self._shared.setdefault
+        margin, dwell, schedule = fence.margin_m, fence.dwell_s, fence.schedule
+        if type(margin) is float and margin == margin:
+            margin = share(margin, margin)
+        if type(dwell) is float and dwell == dwell:
+            dwell = share(dwell, dwell)
+        if schedule is not None:
+            schedule = share(schedule, schedule)
+        return Fence(
+            fence.fence_id, sys.intern(fence.wearer_id), sys.intern(fence.name), fence.kind,
+            None, fence.radius_m, schedule, margin, dwell, fence.version,
+        )  # fmt: skip
 
     def remove(self, fence_id: str) -> None:
         """Forget one fence (a no-op for an unknown id)."""
@@ -119,25 +174,19 @@ class FenceIndex:
             return
         fence = self._fences[slot]
         self._fences[slot] = None
-        self.poly[slot] = None
         self.radius[slot] = np.nan
-        self.bbox[:, slot] = np.nan
         self.segments.clear(slot)
         self._free.append(slot)
         if fence is not None:
-            self._forget_wearer(fence.wearer_id, fence_id)
+            self._drop_from_wearer(fence.wearer_id, slot)
 
-    def _forget_wearer(self, wearer_id: str, fence_id: str) -> None:
-        ids = self._by_wearer.get(wearer_id, {})
-        ids.pop(fence_id, None)
-        if not ids:
-            self._by_wearer.pop(wearer_id, None)
-        self._refresh_wearer(wearer_id)
+    def _add_to_wearer(self, wearer_id: str, slot: int) -> None:
+        self._wearer_slots[wearer_id] = (*self._wearer_slots.get(wearer_id, ()), slot)
 
-    def _refresh_wearer(self, wearer_id: str) -> None:
-        ids = self._by_wearer.get(wearer_id)
-        if ids:
-            self._wearer_slots[wearer_id] = tuple(self._slot[f] for f in ids)
+    def _drop_from_wearer(self, wearer_id: str, slot: int) -> None:
+        rest = tuple(s for s in self._wearer_slots.get(wearer_id, ()) if s != slot)
+        if rest:
+            self._wearer_slots[wearer_id] = rest
         else:
             self._wearer_slots.pop(wearer_id, None)
 
@@ -148,10 +197,12 @@ class FenceIndex:
         return fence_id in self._slot
 
     def get(self, fence_id: str) -> Fence | None:
+        """The cached fence (``geometry`` None: see ``_slim``)."""
         slot = self._slot.get(fence_id)
         return None if slot is None else self._fences[slot]
 
     def fences_of(self, wearer_id: str) -> list[Fence]:
+        """A wearer's cached fences, in the order they were first added."""
         return [self._fences[s] for s in self._wearer_slots.get(wearer_id, ())]  # type: ignore[misc]
 
     def wearer_slots(self, wearer_id: str) -> tuple[int, ...]:
@@ -159,7 +210,7 @@ class FenceIndex:
         return self._wearer_slots.get(wearer_id, ())
 
     def fence_at(self, slot: int) -> Fence:
-        fence = self._fences[slot]
+        fence = self._fences[slot] if 0 <= slot < len(self._fences) else None
         if fence is None:
             raise KeyError(f"slot {slot} is free")
         return fence
@@ -216,7 +267,7 @@ class FenceIndex:
         return out
 
     def _pairs(self, slots: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-        """One run of pairs: circles in closed form, polygons by ``_polygons``."""
+        """One run of pairs: circles in closed form, polygons by the segment pool."""
         out = np.empty(len(slots))
         circle = ~np.isnan(self.radius[slots])
         if circle.any():
@@ -232,16 +283,5 @@ class FenceIndex:
         if len(slots):
             x = wrap_lon(lon - self.lon0[slots]) * self.kx[slots]
             y = (lat - self.lat0[slots]) * self.ky[slots]
-            out[pi] = self._polygons(slots, x, y)
+            out[pi] = self.segments.signed_distances(slots, x, y)
         return out
-
-    def _polygons(self, slots: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Polygon pairs: membership by Shapely on the prepared shapes, distance by numpy.
-        A point outside the fence's bounding box is outside: only the others go to
-        ``contains_xy`` (the envelope test GEOS would do first, in bulk: 30 % faster here)."""
-        box = self.bbox[:, slots]
-        maybe = np.flatnonzero((x >= box[0]) & (y >= box[1]) & (x <= box[2]) & (y <= box[3]))
-        inside = np.zeros(len(x), dtype=bool)
-        inside[maybe] = shapely.contains_xy(self.poly[slots[maybe]], x[maybe], y[maybe])
-        dist = self.segments.distances(slots, x, y)
-        return np.where(inside, dist, -dist)

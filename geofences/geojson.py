@@ -18,7 +18,7 @@ from geofences.model import Fence, FenceKind
 from geofences.schedule import parse_schedule, schedule_to_json
 from geofences.validate import FenceValidationError, check_geometry, fmt_num, is_number
 
-__all__ = ["FenceValidationError", "fence_to_feature", "fences_from_geojson"]
+__all__ = ["FenceValidationError", "fence_from_stored", "fence_to_feature", "fences_from_geojson"]
 
 MAX_NAME = 80
 MARGIN_RANGE = (0.0, 500.0)
@@ -191,3 +191,42 @@ def fence_to_feature(fence: Fence) -> dict[str, Any]:
         "geometry": fence.geometry,
         "properties": props,
     }
+
+
+def fence_from_stored(
+    feature: Mapping[str, Any],
+    fence_id: str,
+    wearer_id: str,
+    version: int,
+    *,
+    default_tz: str = "Asia/Shanghai",
+) -> Fence:
+    """The Fence of a Feature the store wrote with ``fence_to_feature`` after
+    ``fences_from_geojson`` had validated it: trusted, so not validated again (that is most of
+    the ~140 µs a fence the full parser costs, and an ingestor reloads every fence at start).
+    The ids and version come from the row's columns, as the row is authoritative.
+
+    Only the schedule is parsed (the stored form is its JSON): a row that no longer parses —
+    written by hand, or by an older release — raises ValueError (or KeyError / TypeError for
+    a missing or malformed property) for the caller to log and skip."""
+    props = feature["properties"]
+    kind = FenceKind(props["kind"])
+    schedule = None
+    if props.get("schedule") is not None:
+        parsed = parse_schedule(props["schedule"], default_tz)
+        if isinstance(parsed, list):
+            raise ValueError(f"fence {fence_id}: stored schedule: {'; '.join(parsed)}")
+        schedule = parsed
+    radius = props.get("radius_m")
+    return Fence(
+        fence_id=fence_id,
+        wearer_id=wearer_id,
+        name=props["name"],
+        kind=kind,
+        geometry=feature["geometry"],
+        radius_m=None if radius is None else float(radius),
+        schedule=schedule,
+        margin_m=float(props.get("margin_m", DEFAULT_MARGIN_M)),
+        dwell_s=float(props.get("dwell_s", DEFAULT_DWELL_S[kind])),
+        version=version,
+    )

@@ -48,7 +48,7 @@ def wrap_lon(dlon: Any) -> Any:
     return (dlon + 180.0) % 360.0 - 180.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalFrame:
     """An equirectangular frame: metres east (x) and north (y) of (lat0, lon0)."""
 

@@ -73,6 +73,15 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         assert s["ingestor_cpu_s"] > 0, key
         assert all(mb > 0 for mb in s["ingestor_peak_rss_mb"]), key
         assert sum(c["fixes_new"] for c in s["ingestor_counters"]) == s["fixes_stored"], key
+        # Every stored fix was checked against its wearer's 3 fences; the newcomers (one
+        # wearer in 50) entered their no-go fence, once each, in every phase.
+        counters = s["ingestor_counters"]
+        assert sum(c["fence_decisions"] for c in counters) == 3 * s["fixes_stored"], key
+        senders = min(p["devices"], s["published"]["messages"])
+        assert sum(c["fence_events"] for c in counters) == -(-senders // 50), key
+    # Settled wearers (49 in 50) start with a state per fence, but where even a good fix at
+    # home straddles an edge (a small home circle): that state is still unknown.
+    assert p["fences"] == 1500 and 0.9 * 3 * 490 < p["fence_states_seeded"] <= 3 * 490
     assert r["ingest_1"]["fixes_published"] == p["fixes"]
     assert r["batches"]["fixes_published"] == p["batch_fixes"]
     assert r["batches"]["fixes_per_message"] == 100
@@ -187,3 +196,25 @@ def test_quick_geofence_bench_agrees_with_the_naive_loop(tmp_path: Path) -> None
     assert r["naive"]["max_abs_diff_m"] < 1e-3
     assert r["ratio_median_vs_naive"] > 0
     assert "targets:" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_quick_fence_memory_bench_measures_memory_and_every_load_path(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.fence_memory", "--quick", "--out-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [path] = tmp_path.glob("fence-memory-*.json")
+    r = json.loads(path.read_text())
+    assert r["benchmark"] == "fence_memory" and r["workload"]["devices"] == 2_000
+    for memory in (r["memory"], r["memory_stored_rows"]):
+        assert memory["fences"] == 6_000 and memory["skipped"] == 0
+        assert memory["bytes_per_fence"] > 0 and memory["peak_bytes_per_fence"] > 0
+    assert all(v > 0 for v in r["load"].values()) and len(r["load"]) == 3
+    assert all(v > 0 for v in r["baseline_one_at_a_time"].values())
+    assert set(r["targets"]) >= {"bytes_per_fence", "load_per_s", "bytes_met", "load_met"}
+    assert r["machine"]["python"] and "targets:" in proc.stdout

@@ -10,6 +10,7 @@ states, so one transition is never emitted twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,12 +27,16 @@ from services.ingestor.alert_stage import FenceCrossing
 from services.ingestor.plan import BatchPlan
 from services.storage.fences import current_version, load_changed
 
+log = logging.getLogger("anxin.ingestor")
+
 
 class FenceConflict(Exception):
     """Another transaction changed a fence state this batch read: retry the batch."""
 
 
 class FenceCache:
+    PAGE = 5_000  # fences read and compiled at a time: a large fleet's load stays lean
+
     def __init__(self, refresh_s: float = 0.5) -> None:
         self.index = FenceIndex()
         self.version = 0
@@ -39,19 +44,24 @@ class FenceCache:
         self._checked_at = float("-inf")
 
     def refresh(self, conn: psycopg.Connection, force: bool = False) -> None:
-        """Apply fence changes made since the last look; looks at most every ``refresh_s``."""
+        """Apply fence changes made since the last look; looks at most every ``refresh_s``.
+        Changes are read a page at a time, so that loading 300,000 fences at start-up never
+        holds more than a page of decoded GeoJSON beside the compact cache."""
         now = time.monotonic()
         if not force and now - self._checked_at < self.refresh_s:
             return
         self._checked_at = now
         if current_version(conn) <= self.version:
             return
-        live, deleted, newest = load_changed(conn, self.version)
-        for fence_id in deleted:
-            self.index.remove(fence_id)
-        for fence in live:
-            self.index.upsert(fence)
-        self.version = newest
+        while True:
+            live, deleted, newest = load_changed(conn, self.version, limit=self.PAGE)
+            if newest == self.version:
+                return
+            for fence_id in deleted:
+                self.index.remove(fence_id)
+            for skipped in self.index.upsert_many(live):
+                log.error("fence %s is not watched: %s", skipped.fence_id, skipped.reason)
+            self.version = newest
 
 
 @dataclass(frozen=True)
@@ -124,9 +134,7 @@ def _write_states(
                 updates,
             )
             if cur.rowcount != len(updates):
-                raise FenceConflict(
-                    f"{len(updates) - cur.rowcount} fence states changed meanwhile"
-                )
+                raise FenceConflict(f"{len(updates) - cur.rowcount} fence states changed meanwhile")
         if inserts:
             cur.executemany(
                 "INSERT INTO fence_state (device_id, fence_id, inside, since,"

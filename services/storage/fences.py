@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from geofences.geojson import fence_to_feature, fences_from_geojson
+from geofences.geojson import fence_from_stored, fence_to_feature
 from geofences.model import Fence
+
+log = logging.getLogger(__name__)
 
 # The statements, shared by the API (async) and the CLI and demo (sync): one way to write fences.
 INSERT_FENCE = (
@@ -80,13 +83,18 @@ def update_fence(conn: psycopg.Connection, fence: Fence) -> bool:
 
 
 def load_changed(
-    conn: psycopg.Connection, after_version: int
+    conn: psycopg.Connection, after_version: int, limit: int | None = None
 ) -> tuple[list[Fence], list[str], int]:
-    """Fences changed since ``after_version``: (live fences, deleted fence ids, new max)."""
+    """Fences changed since ``after_version``: (live fences, deleted fence ids, new max);
+    with ``limit``, only the first that many changes (page on with the new max).
+
+    Rows are trusted (``fence_from_stored``): every one was validated before it was written,
+    and re-validating 300,000 at an ingestor's start cost ~40 s. A row that cannot be read is
+    logged and skipped: one bad row must not stop every other fence from being watched."""
     rows = conn.execute(
         "SELECT fence_id::text, wearer_id, feature, version, deleted_at IS NOT NULL"
-        " FROM fences WHERE version > %s ORDER BY version",
-        (after_version,),
+        " FROM fences WHERE version > %s ORDER BY version LIMIT %s",
+        (after_version, limit),
     ).fetchall()
     live: list[Fence] = []
     deleted: list[str] = []
@@ -96,8 +104,10 @@ def load_changed(
         if is_deleted:
             deleted.append(fence_id)
             continue
-        [fence] = fences_from_geojson(feature | {"id": fence_id}, wearer_id=wearer_id)
-        live.append(dataclasses.replace(fence, version=version))
+        try:
+            live.append(fence_from_stored(feature, fence_id, wearer_id, version))
+        except (KeyError, TypeError, ValueError) as e:
+            log.error("fence %s (version %s) cannot be read, skipped: %r", fence_id, version, e)
     return live, deleted, newest
 
 

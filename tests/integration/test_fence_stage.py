@@ -108,3 +108,28 @@ def test_a_fence_created_through_the_api_is_used_within_a_second(
         events = conn.execute("SELECT kind, distance_m FROM events").fetchall()
     assert len(events) == 1 and events[0][0] == "fence_enter"
     assert events[0][1] == pytest.approx(200.0, abs=1.0)  # at the centre of a 200 m circle
+
+
+def test_the_fence_cache_loads_and_follows_changes_a_page_at_a_time(db_url: str) -> None:
+    """Paging (how 300,000 fences load at start-up without holding all their GeoJSON at
+    once) gives the same cache as one read: every live fence, none of the deleted."""
+    with psycopg.connect(db_url) as conn:
+        seed_demo(conn, 1)
+        names = [f"zone {i}" for i in range(7)]
+        save_fences(conn, [f for n in names for f in fences_from_geojson(nogo_circle(n))],
+                    replace=False)  # fmt: skip
+        cache = FenceCache()
+        cache.PAGE = 3
+        cache.refresh(conn, force=True)
+        assert sorted(f.name for f in cache.index.fences_of("wearer-w00001")) == sorted(names)
+        conn.execute(
+            "UPDATE fences SET deleted_at = now(), version = nextval('fence_version_seq')"
+            " WHERE name IN ('zone 1', 'zone 5')"
+        )
+        save_fences(conn, fences_from_geojson(nogo_circle("zone 2", radius=50.0)), replace=True)
+        conn.commit()
+        cache.refresh(conn, force=True)
+    kept = {f.name: f for f in cache.index.fences_of("wearer-w00001")}
+    assert sorted(kept) == ["zone 0", "zone 2", "zone 3", "zone 4", "zone 6"]
+    assert kept["zone 2"].radius_m == 50.0
+    assert len(cache.index) == 5 and cache.version == max(f.version for f in kept.values())
