@@ -103,6 +103,9 @@ def table(result: dict[str, Any]) -> str:
             f" (heap {_n(st['heap_bytes_per_fix'])} + indexes {_n(st['index_bytes_per_fix'])};"
             f" {st['fixes']:,} fixes, {st['total_bytes'] / 2**20:,.1f} MiB)"
         )
+    load = result.get("ingest_1", {}).get("ingestor_fence_load_s")
+    if load and load[0] is not None:
+        lines.append(f"fence cache loaded at start-up in {load[0]:.1f} s (before subscribing)")
     for key in ("broker_qos0", "broker_qos1", "ingest_1", "ingest_2", "batches"):
         cpu = result.get(key, {}).get("cpu_s", {})
         # /proc's per-process and machine counters disagree by up to ~1.5 s on a busy phase.

@@ -253,6 +253,7 @@ class Bench:
             cpu_used = cpu.stop()
             others = cpu.others
             rss = reps.peak_rss_mb()
+            fence_load = reps.fence_load_s()
         except BaseException:
             sys.stderr.write(reps.logs_tail())
             raise
@@ -278,6 +279,7 @@ class Bench:
             "ingestor_cpu_s": ingestor_cpu,
             "ingestor_cpu_us_per_fix": round(ingestor_cpu / stored * 1e6, 2) if stored else None,
             "ingestor_peak_rss_mb": rss,
+            "ingestor_fence_load_s": fence_load,
             "cpu_s": cpu_used,
             "other_processes": others,
             "ingestor_counters": finals,

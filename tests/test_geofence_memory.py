@@ -7,6 +7,7 @@ the scalar Shapely path answers."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from datetime import time
 from typing import Any
@@ -221,14 +222,15 @@ def test_load_changed_skips_and_logs_a_row_it_cannot_read(
     bad_schedule = fence_to_feature(square_fence()) | {}
     bad_schedule["properties"] = {**bad_schedule["properties"], "schedule": {"windows": []}}
     no_kind = {"type": "Feature", "geometry": good["geometry"], "properties": {"name": "x"}}
-    rows = [
-        ("a", "w", good, 5, False),
-        ("b", "w", bad_schedule, 6, False),
+    rows = [  # the Feature comes as text (``feature::text``), as the database sends it
+        ("a", "w", json.dumps(good), 5, False),
+        ("b", "w", json.dumps(bad_schedule), 6, False),
         ("c", "w", None, 7, True),
-        ("d", "w", no_kind, 9, False),
+        ("d", "w", json.dumps(no_kind), 9, False),
+        ("e", "w", '{"type": "Feature", "geometry": ', 10, False),  # cut short
     ]
     with caplog.at_level(logging.ERROR, logger="services.storage.fences"):
         live, deleted, newest = load_changed(Rows(rows), 4)  # type: ignore[arg-type]
     assert [(f.fence_id, f.wearer_id, f.version) for f in live] == [("a", "w", 5)]
-    assert deleted == ["c"] and newest == 9
-    assert [r.getMessage().split()[1] for r in caplog.records] == ["b", "d"]
+    assert deleted == ["c"] and newest == 10
+    assert [r.getMessage().split()[1] for r in caplog.records] == ["b", "d", "e"]

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -91,8 +92,10 @@ def load_changed(
     Rows are trusted (``fence_from_stored``): every one was validated before it was written,
     and re-validating 300,000 at an ingestor's start cost ~40 s. A row that cannot be read is
     logged and skipped: one bad row must not stop every other fence from being watched."""
+    # The Feature as text, decoded by orjson: the stdlib's json.loads was half of the time an
+    # ingestor took to load 300,000 fences.
     rows = conn.execute(
-        "SELECT fence_id::text, wearer_id, feature, version, deleted_at IS NOT NULL"
+        "SELECT fence_id::text, wearer_id, feature::text, version, deleted_at IS NOT NULL"
         " FROM fences WHERE version > %s ORDER BY version LIMIT %s",
         (after_version, limit),
     ).fetchall()
@@ -105,7 +108,7 @@ def load_changed(
             deleted.append(fence_id)
             continue
         try:
-            live.append(fence_from_stored(feature, fence_id, wearer_id, version))
+            live.append(fence_from_stored(orjson.loads(feature), fence_id, wearer_id, version))
         except (KeyError, TypeError, ValueError) as e:
             log.error("fence %s (version %s) cannot be read, skipped: %r", fence_id, version, e)
     return live, deleted, newest
