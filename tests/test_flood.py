@@ -250,3 +250,19 @@ def test_every_message_is_stored_or_dead_lettered_and_every_alarm_stored(
     assert trial.limited.total() == len(plan.rejected)
     assert all(isinstance(f, FixIn) for f in plan.fixes)
     assert all(isinstance(a, AlarmIn) for a in plan.alarms)
+
+
+def test_refilled_buckets_are_forgotten_and_a_flooder_is_not() -> None:
+    """Memory: a quiet watch's bucket refills within seconds and is dropped, since a fresh
+    bucket is full anyway; a device still over its limit keeps its (empty) bucket."""
+    limiter = FloodLimiter(rate_per_s=1, burst=3)
+    run(limiter, [fix_msg("calm", 1, at=0.0)] + [fix_msg("flood", s, at=s / 100) for s in range(9)])
+    assert limiter.tracked_devices == 2
+    now = _at(1.5).timestamp()  # calm: 2 + 1.5 tokens ≥ 3; flood: ~0 + 1.4 < 3
+    assert limiter.forget_refilled(now) == 1
+    assert limiter.bucket("calm") is None and limiter.bucket("flood") is not None
+    # The forgotten watch gets the same answer as before: a full burst.
+    plan, _ = run(limiter, [fix_msg("calm", s, at=1.5 + s / 100) for s in range(2, 7)])
+    assert len(plan.fixes) == 3 and len(plan.rejected) == 2
+    assert limiter.forget_refilled(_at(100).timestamp()) == 2
+    assert limiter.tracked_devices == 0

@@ -69,6 +69,18 @@ class FloodLimiter:
     def bucket(self, device_id: str) -> Bucket | None:
         return self._buckets.get(device_id)
 
+    def forget_refilled(self, now: float) -> int:
+        """Drop the buckets that have refilled by ``now`` (epoch seconds, the receive clock).
+        A device heard again then starts from a fresh bucket, which is full: the same answer
+        (only a clock that later steps back refills by its own time from the newer point),
+        without keeping ~300 bytes for every one of 100,000 quiet watches. Returns how many."""
+        rate, burst = self.rate_per_s, self.burst
+        full = [d for d, b in self._buckets.items()
+                if b.tokens + (now - b.receive_clock) * rate >= burst]  # fmt: skip
+        for device_id in full:
+            del self._buckets[device_id]
+        return len(full)
+
     def take_report(self) -> Counter[str]:
         """Messages limited per device since the last call (for the periodic log line)."""
         report, self._unreported = self._unreported, Counter()

@@ -297,6 +297,8 @@ class Ingestor:
                 if time.monotonic() >= next_report:
                     log.info("%s", self.counters)
                     self._report_floods()
+                    if self._flood is not None:
+                        self._flood.forget_refilled(time.time())
                     next_report = time.monotonic() + 10
             if leave_group:
                 self._leave_group()
