@@ -24,12 +24,10 @@ import argparse
 import dataclasses
 import gc
 import json
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,13 @@ import numpy as np
 import shapely
 
 from bench.fleet_fences import fleet_fences
-from bench.machine import ROOT, common_machine_info, package_versions, save_result
+from bench.machine import (
+    ROOT,
+    common_machine_info,
+    package_versions,
+    result_envelope,
+    save_result,
+)
 from geofences.engine import FenceIndex
 from geofences.geojson import fence_from_stored, fence_to_feature, fences_from_geojson
 from geofences.model import Fence
@@ -55,12 +59,17 @@ def _status_kb(key: str) -> int:
     raise KeyError(key)
 
 
-def _as_stored(fences: Iterable[Fence]) -> Iterator[Fence]:
-    """The fleet as an ingestor reads it back: every row's strings its own (decoded JSON),
-    every fence its own version number."""
+def stored_rows(fences: Iterable[Fence]) -> Iterator[Row]:
+    """Rows as ``load_changed`` gets them: the stored Feature, freshly decoded from JSON (each
+    row its own objects, as psycopg returns them), with the row's id, wearer and version (each
+    its own int object, as read from the database)."""
     for version, f in enumerate(fences, start=1_000_000):
-        feature = json.loads(json.dumps(fence_to_feature(f)))
-        yield fence_from_stored(feature, f.fence_id, feature["properties"]["wearer"], version)
+        yield json.loads(json.dumps(fence_to_feature(f))), f.fence_id, f.wearer_id, version
+
+
+def _as_stored(fences: Iterable[Fence]) -> Iterator[Fence]:
+    """The fleet as an ingestor reads it back."""
+    return (fence_from_stored(*row) for row in stored_rows(fences))
 
 
 def child_memory(devices: int, stored: bool) -> dict[str, Any]:
@@ -98,15 +107,6 @@ def measure_memory(devices: int, *, stored: bool = False) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def stored_rows(fences: Sequence[Fence]) -> list[Row]:
-    """Rows as ``load_changed`` gets them: the stored Feature, freshly decoded from JSON (each
-    row its own objects, as psycopg returns them), with the row's id, wearer and version."""
-    return [
-        (json.loads(json.dumps(fence_to_feature(f))), f.fence_id, f.wearer_id, v)
-        for v, f in enumerate(fences, start=1)
-    ]
-
-
 def rate(n: int, fn: Callable[[], Any], repeat: int) -> float:
     """Items per second: the best of ``repeat`` runs (a neighbour's load only slows a run)."""
     best = float("inf")
@@ -127,7 +127,7 @@ def run(devices: int, sample_devices: int, baseline_devices: int, repeat: int) -
     memory = measure_memory(devices)
     memory_stored = measure_memory(devices, stored=True)
     fences = list(fleet_fences(sample_devices))
-    rows = stored_rows(fences)
+    rows = list(stored_rows(fences))
     few = rows[: 3 * baseline_devices]
 
     def bulk() -> None:
@@ -170,10 +170,7 @@ def run(devices: int, sample_devices: int, baseline_devices: int, repeat: int) -
         "fences_from_geojson_per_s": round(rate(len(few), validate_only, repeat)),
     }
     return {
-        "benchmark": "fence_memory",
-        "utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": info,
-        "loadavg_at_end": list(os.getloadavg()),
+        **result_envelope("fence_memory", info),
         "workload": {
             "devices": devices,
             "fences": memory["fences"],

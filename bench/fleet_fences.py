@@ -31,28 +31,21 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.payloads import SHANGHAI
+from bench.payloads import walk_origin
 from geofences.batch import decide_batch
 from geofences.engine import FenceIndex
 from geofences.geojson import fence_to_feature
+from geofences.metric import metres_per_degree
 from geofences.model import DeviceFix, Fence, FenceKind, FenceState, FixSample
 from services.storage.provisioning import demo_device_id
 
-M_PER_DEG_LAT = 111_320.0
 NOGO_ON_WALK_EVERY = 50  # one wearer in this many walks into a no-go fence
-
-
-def walk_origin(device: int) -> tuple[float, float]:
-    """Where device index ``device`` (0-based) starts its walk, as ``bench.payloads.fix``."""
-    return (SHANGHAI[0] + (device % 100) * 0.002, SHANGHAI[1] + (device // 100 % 100) * 0.002)
 
 
 def _offset(lat: float, lon: float, north_m: float, east_m: float) -> list[float]:
     """[lon, lat] — GeoJSON order — of the point ``north_m``/``east_m`` from (lat, lon)."""
-    return [
-        round(lon + east_m / (M_PER_DEG_LAT * math.cos(math.radians(lat))), 7),
-        round(lat + north_m / M_PER_DEG_LAT, 7),
-    ]
+    east_per_deg, north_per_deg = metres_per_degree(lat)
+    return [round(lon + east_m / east_per_deg, 7), round(lat + north_m / north_per_deg, 7)]
 
 
 def _ring(lat: float, lon: float, radii: list[float], turn: float = 0.0) -> list[list[float]]:

@@ -16,7 +16,6 @@ whole ``decide_batch`` (pairing + distances + state steps). Results go to
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from bench.machine import common_machine_info, package_versions, save_result
+from bench.machine import common_machine_info, package_versions, result_envelope, save_result
 from geofences.batch import decide_batch
 from geofences.decision import observe, observe_codes
 from geofences.engine import FenceIndex
@@ -206,10 +205,7 @@ def run(
     ratios = [(pairs / v) / (len(pick) / n) for v, n in zip(t_id, t_naive, strict=True)]
     ratios_slot = [(pairs / v) / (len(pick) / n) for v, n in zip(t_slot, t_naive, strict=True)]
     return {
-        "benchmark": "geofence",
-        "utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": info,
-        "loadavg_at_end": list(os.getloadavg()),
+        **result_envelope("geofence", info),
         "workload": {
             "devices": devices,
             "fences": len(fences),

@@ -104,6 +104,17 @@ def machine_info(postgres_version: str) -> dict[str, Any]:
     }
 
 
+def result_envelope(name: str, machine: dict[str, Any]) -> dict[str, Any]:
+    """The head of a result: which benchmark, when, on what, and how busy the box was at the
+    end (call it when the measuring is done)."""
+    return {
+        "benchmark": name,
+        "utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        "loadavg_at_end": list(os.getloadavg()),
+    }
+
+
 def save_result(result: dict[str, Any], out_dir: Path, name: str) -> Path:
     """``<out_dir>/<name>-<UTC>.json``: where a benchmark's figures are kept."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -45,12 +45,20 @@ class Workload:
         return msgs_per_device * self.per_message
 
 
+def walk_origin(device: int) -> tuple[float, float]:
+    """(lat, lon) where device index ``device`` (0-based) starts its walk: a 100 × 100 grid
+    of homes about 200 m apart (the fleet's fences are placed around these)."""
+    return (SHANGHAI[0] + (device % 100) * 0.002, SHANGHAI[1] + (device // 100 % 100) * 0.002)
+
+
 def fix(w: Workload, device: int, k: int) -> Fix:
-    """Fix number ``k`` of device index ``device`` (0-based): a plausible walk near Shanghai."""
+    """Fix number ``k`` of device index ``device`` (0-based): a plausible walk near Shanghai,
+    northwards from its ``walk_origin``."""
     rng = random.Random(device * 1_000_003 + k)
     t0 = w.t_end - w.fixes_per_device() * w.spacing_s
-    lat = SHANGHAI[0] + (device % 100) * 0.002 + k * 0.00001 + rng.uniform(-1e-4, 1e-4)
-    lon = SHANGHAI[1] + (device // 100 % 100) * 0.002 + rng.uniform(-1e-4, 1e-4)
+    lat0, lon0 = walk_origin(device)
+    lat = lat0 + k * 0.00001 + rng.uniform(-1e-4, 1e-4)
+    lon = lon0 + rng.uniform(-1e-4, 1e-4)
     return Fix(
         seq=w.seq_base + k,
         t=datetime.fromtimestamp(t0 + k * w.spacing_s, UTC).replace(microsecond=0)

@@ -24,10 +24,20 @@ INGEST_SECTIONS = ("ingest_1", "ingest_2", "batches")
 
 def run_quick(module: str, out: Path, timeout: float) -> dict[str, Any]:
     """``python -m <module> --quick`` against the test PostgreSQL: the one JSON it wrote."""
+    return _quick(module, ["--out", str(out)], out, timeout)[0]
+
+
+def run_quick_pure(module: str, out: Path, timeout: float) -> tuple[dict[str, Any], str]:
+    """``python -m <module> --quick`` for a benchmark with no services (``--out-dir``): the one
+    JSON it wrote and what it printed."""
+    return _quick(module, ["--out-dir", str(out)], out, timeout)
+
+
+def _quick(module: str, args: list[str], out: Path, timeout: float) -> tuple[dict[str, Any], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANXIN_")}
     env["ANXIN_BENCH_ADMIN_URL"] = ADMIN_URL
     proc = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--out", str(out)],
+        [sys.executable, "-m", module, "--quick", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -37,7 +47,7 @@ def run_quick(module: str, out: Path, timeout: float) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = list(out.glob("*.json"))
     assert len(files) == 1, files
-    return json.loads(files[0].read_text())
+    return json.loads(files[0].read_text()), proc.stdout
 
 
 @pytest.mark.timeout(60)
@@ -180,36 +190,18 @@ def test_quick_api_latency_bench_measures_every_route_saturated_and_paced(tmp_pa
 
 @pytest.mark.timeout(60)
 def test_quick_geofence_bench_agrees_with_the_naive_loop(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.geofence", "--quick", "--out-dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=55,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [path] = tmp_path.glob("geofence-*.json")
-    r = json.loads(path.read_text())
+    r, stdout = run_quick_pure("bench.geofence", tmp_path, timeout=55)
     assert r["workload"]["devices"] == 10_000 and r["workload"]["pairs"] == 30_000
     assert r["vectorised"]["decisions_per_s_median"] > 0 and r["naive"]["decisions_per_s"] > 0
     # The fast path answers what Shapely's scalar calls answer, to the millimetre.
     assert r["naive"]["max_abs_diff_m"] < 1e-3
     assert r["ratio_median_vs_naive"] > 0
-    assert "targets:" in proc.stdout
+    assert "targets:" in stdout
 
 
 @pytest.mark.timeout(120)
 def test_quick_fence_memory_bench_measures_memory_and_every_load_path(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.fence_memory", "--quick", "--out-dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [path] = tmp_path.glob("fence-memory-*.json")
-    r = json.loads(path.read_text())
+    r, stdout = run_quick_pure("bench.fence_memory", tmp_path, timeout=110)
     assert r["benchmark"] == "fence_memory" and r["workload"]["devices"] == 2_000
     for memory in (r["memory"], r["memory_stored_rows"]):
         assert memory["fences"] == 6_000 and memory["skipped"] == 0
@@ -217,4 +209,4 @@ def test_quick_fence_memory_bench_measures_memory_and_every_load_path(tmp_path: 
     assert all(v > 0 for v in r["load"].values()) and len(r["load"]) == 3
     assert all(v > 0 for v in r["baseline_one_at_a_time"].values())
     assert set(r["targets"]) >= {"bytes_per_fence", "load_per_s", "bytes_met", "load_met"}
-    assert r["machine"]["python"] and "targets:" in proc.stdout
+    assert r["machine"]["python"] and "targets:" in stdout
