@@ -12,7 +12,8 @@ then for each route (random tracked wearers):
   family sees while the API is that busy. The p99 targets are judged here.
 
 Each level also records the API process's CPU per request (steadier than any rate on a shared
-machine). Prints a table and writes ``bench/results/api-latency-<UTC>.json``.
+machine) and the client's own (httpx, on the same two cores: what it takes is not the API's).
+Prints a table and writes ``bench/results/api-latency-<UTC>.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import gc
 import json
 import os
 import random
+import secrets
 import statistics
 import tempfile
 import time
@@ -33,15 +35,16 @@ import httpx
 import psycopg
 
 from bench.db import bench_database
-from bench.machine import common_machine_info
+from bench.machine import common_machine_info, python_speed_ms
 from bench.procstat import cpu_seconds
 from services.storage.partitions import ensure_day_partitions
 from services.storage.provisioning import demo_device_id
+from tests.support.people import make_user, relate, token_for
 from tests.support.procs import AnxinProcess, anxin_env, free_port
 from tests.support.stack import wait_for
 
 QUICK = {"devices": 1_000, "tracked": 5, "days": 2, "seconds": 1.0, "loads": [0.5]}
-TOKEN = "bench-token"
+OPERATOR_TOKEN = secrets.token_urlsafe(24)
 
 
 def fill(db_url: str, tracked: int, days: int) -> int:
@@ -75,6 +78,15 @@ def fill(db_url: str, tracked: int, days: int) -> int:
     return rows
 
 
+def guardian(db_url: str, wearers: list[str], secret: str) -> str:
+    """An access token of one guardian of all the ``wearers``: every request is then checked
+    as a family's is (the session looked up, the relation found in ``guardianships``)."""
+    user = make_user(db_url, "Bench family")
+    for wearer_id in wearers:
+        relate(db_url, wearer_id, user, "guardian")
+    return token_for(db_url, user, secret)
+
+
 def _quantiles(latencies: list[float]) -> dict[str, float]:
     q = statistics.quantiles(latencies, n=100)
     return {"p50_ms": round(q[49] * 1000, 2), "p95_ms": round(q[94] * 1000, 2),
@@ -82,7 +94,7 @@ def _quantiles(latencies: list[float]) -> dict[str, float]:
 
 
 async def saturate(
-    base: str, paths: list[str], seconds: float, concurrency: int, api_pid: int
+    base: str, token: str, paths: list[str], seconds: float, concurrency: int, api_pid: int
 ) -> dict:
     """Closed loop: ``concurrency`` clients, each asking again as soon as it has its answer.
     This finds the most the API serves; its latencies are mostly queueing (``concurrency``
@@ -99,20 +111,24 @@ async def saturate(
             latencies.append(time.perf_counter() - t0)
             errors += r.status_code != 200
 
-    async with _client(base) as client:
-        cpu0, started = cpu_seconds(api_pid), time.monotonic()
+    async with _client(base, token) as client:
+        cpu0, own0, started = cpu_seconds(api_pid), time.process_time(), time.monotonic()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed, cpu = time.monotonic() - started, cpu_seconds(api_pid) - cpu0
+        own = time.process_time() - own0
     return {
         "requests": len(latencies),
         "errors": errors,
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "api_cpu_ms_per_request": round(cpu * 1000 / len(latencies), 3),
+        "client_cpu_ms_per_request": round(own * 1000 / len(latencies), 3),
         **_quantiles(latencies),
     }
 
 
-async def paced(base: str, paths: list[str], seconds: float, rate: float, api_pid: int) -> dict:
+async def paced(
+    base: str, token: str, paths: list[str], seconds: float, rate: float, api_pid: int
+) -> dict:
     """Open loop: requests start on a Poisson schedule at ``rate`` a second, whether or not
     earlier ones have finished, as independent families' phones do. Each latency runs from
     the request's scheduled start, so a client that falls behind cannot hide the wait."""
@@ -126,8 +142,8 @@ async def paced(base: str, paths: list[str], seconds: float, rate: float, api_pi
         latencies.append(time.perf_counter() - due)
         errors += r.status_code != 200
 
-    async with _client(base) as client:
-        cpu0 = cpu_seconds(api_pid)
+    async with _client(base, token) as client:
+        cpu0, own0 = cpu_seconds(api_pid), time.process_time()
         start = time.perf_counter()
         due, tasks = start, []
         while due < start + seconds:
@@ -135,32 +151,35 @@ async def paced(base: str, paths: list[str], seconds: float, rate: float, api_pi
             tasks.append(asyncio.create_task(one(client, due)))
             due += rng.expovariate(rate)
         await asyncio.gather(*tasks)
-        cpu = cpu_seconds(api_pid) - cpu0
+        cpu, own = cpu_seconds(api_pid) - cpu0, time.process_time() - own0
     return {
         "offered_per_s": round(rate, 1),
         "requests": len(latencies),
         "errors": errors,
         "api_cpu_ms_per_request": round(cpu * 1000 / len(latencies), 3),
+        "client_cpu_ms_per_request": round(own * 1000 / len(latencies), 3),
         **_quantiles(latencies),
     }
 
 
-def _client(base: str) -> httpx.AsyncClient:
+def _client(base: str, token: str) -> httpx.AsyncClient:
     # Idle connections are dropped before uvicorn drops them (after 5 s), never in a race.
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {token}"}
     return httpx.AsyncClient(base_url=base, headers=headers, timeout=30, limits=limits)
 
 
-def measure(base: str, paths: list[str], args: argparse.Namespace, api_pid: int) -> dict:
+def measure(
+    base: str, token: str, paths: list[str], args: argparse.Namespace, api_pid: int
+) -> dict:
     """One route: its maximum, then the latency a family sees at each ``--loads`` fraction
     of that maximum."""
-    top = asyncio.run(saturate(base, paths, args.seconds, args.concurrency, api_pid))
+    top = asyncio.run(saturate(base, token, paths, args.seconds, args.concurrency, api_pid))
     out = {"saturated": top}
     for load in args.loads:
         rate = top["requests_per_s"] * load
         out[f"load_{round(load * 100)}"] = asyncio.run(
-            paced(base, paths, args.seconds, rate, api_pid)
+            paced(base, token, paths, args.seconds, rate, api_pid)
         )
     return out
 
@@ -172,6 +191,13 @@ def main() -> None:
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=8, help="clients when saturating")
+    p.add_argument(
+        "--caller",
+        choices=["family", "operator"],
+        default="family",
+        help="a logged-in guardian of the tracked wearers (its session checked on every"
+        " request, as the app's), or the operator token",
+    )
     p.add_argument(
         "--loads",
         type=float,
@@ -199,12 +225,17 @@ def main() -> None:
             t0 = time.monotonic()
             rows = fill(db_url, args.tracked, args.days)
             fill_s = time.monotonic() - t0
-            env = anxin_env(database_url=db_url, api_token=TOKEN, api_port=port)
+            secret = secrets.token_urlsafe(32)
+            wearers = [f"wearer-{demo_device_id(i)}" for i in range(1, args.tracked + 1)]
+            token = (
+                OPERATOR_TOKEN if args.caller == "operator" else guardian(db_url, wearers, secret)
+            )
+            env = anxin_env(database_url=db_url, api_token=OPERATOR_TOKEN, auth_secret=secret,
+                            api_port=port)  # fmt: skip
             log = Path(tempfile.mkdtemp(prefix="api-bench-")) / "api.log"
             api = AnxinProcess(["api"], env, log).start()
             base = f"http://127.0.0.1:{port}"
             wait_for(lambda: _up(base), 30, "the API")
-            wearers = [f"wearer-{demo_device_id(i)}" for i in range(1, args.tracked + 1)]
             day_ago = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             routes = {
                 "latest": [f"/v1/wearers/{w}/location" for w in wearers],
@@ -217,8 +248,11 @@ def main() -> None:
             # The client's own collector pauses would be counted as the API's latency.
             gc.collect()
             gc.freeze()
-            results = {name: measure(base, paths, args, api.proc.pid)
-                       for name, paths in routes.items()}  # fmt: skip
+            results, yardsticks = {}, {}
+            for name, paths in routes.items():
+                # This machine's speed drifts within minutes: the yardstick, per route.
+                yardsticks[name] = python_speed_ms()
+                results[name] = measure(base, token, paths, args, api.proc.pid)
         finally:
             if api:
                 api.stop()
@@ -229,6 +263,7 @@ def main() -> None:
         "fixes_stored": rows,
         "fill_s": round(fill_s, 1),
         "routes": results,
+        "python_loop_2m_ms_before_route": yardsticks,
         "machine": common_machine_info(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -236,13 +271,14 @@ def main() -> None:
     path.write_text(json.dumps(out, indent=2))
     print(f"{args.devices} devices, {rows} fixes for {args.tracked} of them ({fill_s:.0f} s)")
     print(f"  {'route':26} {'load':>14} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
-          f" {'API CPU ms/req':>15} errors")  # fmt: skip
+          f" {'API CPU ms/req':>15} {'client':>7} errors")  # fmt: skip
     for route, levels in results.items():
+        print(f"  {route} (pure-Python yardstick before it: {yardsticks[route]} ms)")
         for level, r in levels.items():
             rate = r.get("requests_per_s", r.get("offered_per_s"))
-            cpu = r["api_cpu_ms_per_request"]
+            cpu, own = r["api_cpu_ms_per_request"], r["client_cpu_ms_per_request"]
             print(f"  {route:26} {level:>14} {rate:8.1f} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f}"
-                  f" {r['p99_ms']:8.2f} {cpu:15.3f} {r['errors']}")  # fmt: skip
+                  f" {r['p99_ms']:8.2f} {cpu:15.3f} {own:7.3f} {r['errors']}")  # fmt: skip
     print(f"-> {path}")
 
 

@@ -178,6 +178,8 @@ def test_quick_api_latency_bench_measures_every_route_saturated_and_paced(tmp_pa
     assert r["benchmark"] == "api_latency" and r["params"]["quick"] is True
     assert r["fixes_stored"] == 5 * 2 * 24 * 60
     assert set(r["routes"]) == {"latest", "history_1_day", "history_1_day_bucket_5min"}
+    assert r["params"]["caller"] == "family"
+    assert set(r["python_loop_2m_ms_before_route"]) == set(r["routes"])
     for route, levels in r["routes"].items():
         assert set(levels) == {"saturated", "load_50"}, route
         top, paced = levels["saturated"], levels["load_50"]
@@ -185,6 +187,7 @@ def test_quick_api_latency_bench_measures_every_route_saturated_and_paced(tmp_pa
         assert paced["offered_per_s"] == round(top["requests_per_s"] * 0.5, 1), route
         for level in (top, paced):
             assert level["errors"] == 0 and level["api_cpu_ms_per_request"] > 0, (route, level)
+            assert level["client_cpu_ms_per_request"] > 0, (route, level)
             assert 0 < level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"], (route, level)
 
 

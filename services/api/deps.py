@@ -59,6 +59,14 @@ async def get_conn(
         yield conn  # type: ignore[misc]
 
 
+# One connection a request, shared by the caller's session check and the route (FastAPI
+# caches a dependency within a request): a request that held one connection and waited for a
+# second could wait forever once every connection was held by such requests. It goes back to
+# the pool when the route function returns ("function" scope), before the answer is sent, so
+# a live feed's open stream holds none (tests/integration/test_api_concurrency.py).
+ConnDep = Annotated[AsyncConnection[DictRow], Depends(get_conn, scope="function")]
+
+
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(
         status_code=status.HTTP_401_UNAUTHORIZED,
@@ -69,6 +77,7 @@ def _unauthorized(detail: str) -> HTTPException:
 
 async def require_principal(
     request: Request,
+    conn: ConnDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
@@ -81,16 +90,15 @@ async def require_principal(
     claims = read_access_token(secret, token, datetime.now(UTC)) if secret else None
     if claims is None:
         raise _unauthorized("invalid or expired token: refresh it or log in again")
-    async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT u.user_id, u.name, u.role, u.org_id, c.contact_id"
-            " FROM sessions s JOIN users u ON u.user_id = s.user_id"
-            " LEFT JOIN contacts c ON c.user_id = u.user_id"
-            " WHERE s.session_id = %s AND s.user_id = %s AND s.revoked_at IS NULL"
-            " AND s.expires_at > now()",
-            (claims.session_id, claims.user_id),
-        )
-        row = await cur.fetchone()
+    cur = await conn.execute(
+        "SELECT u.user_id, u.name, u.role, u.org_id, c.contact_id"
+        " FROM sessions s JOIN users u ON u.user_id = s.user_id"
+        " LEFT JOIN contacts c ON c.user_id = u.user_id"
+        " WHERE s.session_id = %s AND s.user_id = %s AND s.revoked_at IS NULL"
+        " AND s.expires_at > now()",
+        (claims.session_id, claims.user_id),
+    )
+    row = await cur.fetchone()
     if row is None:
         raise _unauthorized("this session has ended: log in again")
     return Principal(
@@ -99,5 +107,4 @@ async def require_principal(
     )  # fmt: skip
 
 
-ConnDep = Annotated[AsyncConnection[DictRow], Depends(get_conn)]
 Caller = Annotated[Principal, Depends(require_principal)]

@@ -41,6 +41,16 @@ EXISTS (SELECT 1 FROM alerts
 (SELECT max(at) FROM location_audit WHERE wearer_id = %(w)s
  AND user_id IS NOT DISTINCT FROM %(u)s AND viewer = %(v)s AND notified) AS last_notice
 """
+# The latest-location route's gate also brings the newest state of any of the wearer's
+# devices, read in the same round trip (the hot path: a family app polls it). Nothing of it
+# leaves the server unless the gate then allows the caller to see it.
+_GATE_AND_STATE = f"""
+SELECT g.*, s.* FROM ({_GATE}) g LEFT JOIN LATERAL (
+ SELECT device_id AS state_device, fix_t, lat, lon, acc, src, spd, hdg, battery, last_seen,
+ online AND last_seen > now() - make_interval(secs => %(offline_after_s)s) AS online
+ FROM device_state WHERE device_id = ANY(g.devices)
+ ORDER BY fix_t DESC NULLS LAST, last_seen DESC NULLS LAST LIMIT 1) s ON true
+"""
 _AUDIT = (
     "INSERT INTO location_audit (wearer_id, user_id, viewer, action, precision, at, notified)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -57,6 +67,8 @@ class LocationGate:
     worn: str | None  # the one worn now: it gets the notice
     silent_sos: bool
     last_notice: datetime | None
+    # The newest device state (``_GATE_AND_STATE``), when asked for and there is one.
+    state: DictRow | None = None
 
 
 def viewer_name(p: Principal) -> str:
@@ -64,25 +76,39 @@ def viewer_name(p: Principal) -> str:
 
 
 async def location_gate(
-    conn: AsyncConnection[DictRow], p: Principal, wearer_id: str
+    conn: AsyncConnection[DictRow],
+    p: Principal,
+    wearer_id: str,
+    offline_after_s: float | None = None,
 ) -> LocationGate:
-    """The caller's view of the wearer's location (level NONE: none at all). Records nothing."""
+    """The caller's view of the wearer's location (level NONE: none at all). Records nothing.
+    With ``offline_after_s`` (silence after which a watch counts as offline) it also brings
+    the newest device state, in the same query."""
     params = relation_params(p, wearer_id) | {"v": viewer_name(p)}
-    row = await (await conn.execute(_GATE, params)).fetchone()
+    if offline_after_s is None:
+        row = await (await conn.execute(_GATE, params)).fetchone()
+    else:
+        params["offline_after_s"] = offline_after_s
+        row = await (await conn.execute(_GATE_AND_STATE, params)).fetchone()
     assert row is not None
     level = level_of(row, p)
+    state = row if offline_after_s is not None and row["state_device"] is not None else None
     return LocationGate(
         level, exact_location(level, row["open"]), row["devices"], row["worn"], row["silent"],
-        row["last_notice"],
+        row["last_notice"], state,
     )  # fmt: skip
 
 
 async def open_location(
-    conn: AsyncConnection[DictRow], p: Principal, wearer_id: str, action: str
+    conn: AsyncConnection[DictRow],
+    p: Principal,
+    wearer_id: str,
+    action: str,
+    offline_after_s: float | None = None,
 ) -> LocationGate:
     """The one way a route reads a location: 404/403 unless the caller may, then the look is
     audited and the watch told when due."""
-    gate = await location_gate(conn, p, wearer_id)
+    gate = await location_gate(conn, p, wearer_id, offline_after_s)
     check_allowed(gate.level, wearer_id, Action.VIEW_LOCATION)
     await record_read(conn, p, gate, wearer_id, action)
     return gate

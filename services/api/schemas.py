@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import Response
 from pydantic import BaseModel, Field
 
@@ -139,6 +140,13 @@ class WearerEvent(BaseModel):
     distance_m: float | None = Field(description="Signed distance to the boundary: > 0 inside")
     detail: dict[str, Any] = Field(description="For alarms: mode (audible/silent), fix_error")
     created_at: datetime
+
+
+def raw_json(body: dict[str, Any]) -> Response:
+    """The answer of a route too big to pay a model per item for: plain values written by
+    orjson (times in UTC as ``...Z``, as pydantic writes them). The route's ``response_model``
+    still describes it, and the schema tests (tests/integration/test_api_schema.py) check it."""
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
 def as_json(model: BaseModel) -> Response:

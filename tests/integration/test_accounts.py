@@ -128,7 +128,7 @@ def test_an_invitation_shares_nothing_until_it_is_accepted(api: TestClient, db: 
 def test_a_caregiver_sees_a_coarse_location_until_an_alert_opens(api: TestClient, db: str) -> None:
     ingest(db, "w00001", UplinkKind.LOC,
            Fix(seq=1, t=datetime.now(UTC) - timedelta(seconds=5), lat=HOME[0], lon=HOME[1],
-               acc=8).model_dump_json())  # fmt: skip
+               acc=8, spd=1.2, hdg=90).model_dump_json())  # fmt: skip
     org = make_org(db, "Jing'an care centre")
     carer = bearer(token_for(db, make_user(db, "Carer", role="caregiver", org_id=org)))
     assert api.get("/v1/wearers/wearer-w00001/location", headers=carer).status_code == 404
@@ -137,9 +137,18 @@ def test_a_caregiver_sees_a_coarse_location_until_an_alert_opens(api: TestClient
     assert loc["coarse"] is True and loc["acc"] >= 300
     assert (loc["lat"], loc["lon"]) != HOME
     assert abs(loc["lat"] - HOME[0]) * 111_000 < 500 and abs(loc["lon"] - HOME[1]) * 95_000 < 500
+    assert loc["spd"] is None and loc["hdg"] is None  # speed and heading would narrow it down
+    track = api.get("/v1/wearers/wearer-w00001/history", headers=carer).json()["points"]
+    assert [(p["lat"], p["lon"], p["acc"], p["coarse"], p["spd"], p["hdg"]) for p in track] == [
+        (loc["lat"], loc["lon"], loc["acc"], True, None, None)
+    ]
     press_sos(db, "w00001", 2)
     exact = api.get("/v1/wearers/wearer-w00001/location", headers=carer).json()["location"]
     assert exact["coarse"] is False and (exact["lat"], exact["lon"]) == HOME
+    track = api.get("/v1/wearers/wearer-w00001/history", headers=carer).json()["points"]
+    assert [(p["lat"], p["lon"], p["acc"], p["coarse"], p["spd"], p["hdg"]) for p in track] == [
+        (*HOME, 8.0, False, 1.2, 90.0)
+    ]
 
 
 def test_each_look_is_audited_and_the_watch_told_once_per_10_minutes(

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from psycopg.rows import tuple_row
 
 from services.api.deps import Caller, ConnDep
 from services.api.privacy import open_location
@@ -18,6 +19,7 @@ from services.api.schemas import (
     TrackPoint,
     WearerEvent,
     as_json,
+    raw_json,
 )
 from services.people.privacy import coarse
 
@@ -29,6 +31,7 @@ router = APIRouter(
 
 WearerId = Annotated[str, Path(max_length=80)]
 MAX_RANGE = timedelta(days=31)
+_POINT_KEYS = ("t", "lat", "lon", "acc", "src", "spd", "hdg", "n")  # the history query's columns
 _BIN_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -39,16 +42,10 @@ async def latest_location(
     """Where the wearer is now: the newest fix (by device time) of any of their devices.
     Audited, and the wearer's watch is told who looked; a caregiver without an open alert
     sees it to about 500 m (``location.coarse``)."""
-    gate = await open_location(conn, caller, wearer_id, "location")
-    exact, devices = gate.exact, gate.devices
-    cur = await conn.execute(
-        "SELECT device_id, fix_t, lat, lon, acc, src, spd, hdg, battery, last_seen,"
-        " online AND last_seen > now() - make_interval(secs => %s) AS online"
-        " FROM device_state WHERE device_id = ANY(%s)"
-        " ORDER BY fix_t DESC NULLS LAST, last_seen DESC NULLS LAST LIMIT 1",
-        (request.app.state.offline_after_s, devices),
+    gate = await open_location(
+        conn, caller, wearer_id, "location", offline_after_s=request.app.state.offline_after_s
     )
-    row = await cur.fetchone()
+    row = gate.state
     if row is None:
         return as_json(
             LatestLocation(
@@ -68,13 +65,13 @@ async def latest_location(
             t=row["fix_t"], lat=row["lat"], lon=row["lon"], acc=row["acc"], src=row["src"],
             spd=row["spd"], hdg=row["hdg"],
         )  # fmt: skip
-        if not exact:
+        if not gate.exact:
             location = coarsened(location)
         age = max(0.0, (datetime.now(UTC) - row["fix_t"]).total_seconds())
     return as_json(
         LatestLocation(
             wearer_id=wearer_id,
-            device_id=row["device_id"],
+            device_id=row["state_device"],
             location=location,
             age_s=age,
             online=bool(row["online"]),
@@ -110,8 +107,7 @@ async def location_history(
     if end - start > MAX_RANGE:
         raise HTTPException(status_code=422, detail="the range may span at most 31 days")
     gate = await open_location(conn, caller, wearer_id, "history")
-    exact, devices = gate.exact, gate.devices
-    params = {"devs": devices, "start": start, "end": end, "limit": limit + 1}
+    params = {"devs": gate.devices, "start": start, "end": end, "limit": limit + 1}
     if bucket_s is None:
         query = (
             "SELECT t, lat, lon, acc, src, spd, hdg, 1 AS n FROM positions"
@@ -128,16 +124,18 @@ async def location_history(
             "  WHERE device_id = ANY(%(devs)s) AND t >= %(start)s AND t < %(end)s) p"
             " ORDER BY b, acc, t DESC) q ORDER BY t LIMIT %(limit)s"
         )
-    cur = await conn.execute(query, params)
-    rows = await cur.fetchall()
-    history = History.model_validate(
+    cur = conn.cursor(row_factory=tuple_row)
+    rows = await (await cur.execute(query, params)).fetchall()
+    # A day is ~1,440 points: plain tuples written by orjson, not a model each (that was
+    # three quarters of this route's CPU, docs/performance.md); ``History`` documents them.
+    points = [dict(zip(_POINT_KEYS, r, strict=True), coarse=False) for r in rows[:limit]]
+    if not gate.exact:
+        for point in points:
+            point |= coarse_fields(point["lat"], point["lon"], point["acc"], motion=True)
+    return raw_json(
         {"wearer_id": wearer_id, "start": start, "end": end, "bucket_s": bucket_s,
-         "points": rows[:limit], "truncated": len(rows) > limit}
+         "points": points, "truncated": len(rows) > limit}
     )  # fmt: skip
-    if not exact:
-        history.points = [coarsened(p) for p in history.points]
-    # A day is ~1,440 points: validated and written in one pass each (pydantic-core).
-    return as_json(history)
 
 
 def _aware(t: datetime) -> datetime:
@@ -175,11 +173,18 @@ async def events(
 P = TypeVar("P", Location, TrackPoint, WearerEvent)
 
 
+def coarse_fields(lat: float, lon: float, acc: float | None, motion: bool) -> dict[str, Any]:
+    """What a caregiver without an open alert sees of a point: its ~500 m grid cell, and no
+    speed or heading (``motion``: the point has them) that would narrow it down again."""
+    clat, clon, cacc = coarse(lat, lon)
+    extra = {"spd": None, "hdg": None} if motion else {}
+    return {"lat": clat, "lon": clon, "acc": max(cacc, acc or 0), "coarse": True, **extra}
+
+
 def coarsened(point: P) -> P:
-    """The point as a caregiver without an open alert sees it: its ~500 m grid cell."""
+    """The point (a model) as a caregiver without an open alert sees it."""
     if point.lat is None or point.lon is None:
         return point
-    lat, lon, acc = coarse(point.lat, point.lon)
-    extra = {"spd": None, "hdg": None} if hasattr(point, "spd") else {}
-    return point.model_copy(update={"lat": lat, "lon": lon, "acc": max(acc, point.acc or 0),
-                                    "coarse": True, **extra})  # fmt: skip
+    return point.model_copy(
+        update=coarse_fields(point.lat, point.lon, point.acc, motion=hasattr(point, "spd"))
+    )
