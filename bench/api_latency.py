@@ -43,6 +43,7 @@ from tests.support.people import make_user, relate, token_for
 from tests.support.procs import AnxinProcess, anxin_env, free_port
 from tests.support.stack import wait_for
 
+ROUTES = ("latest", "history_1_day", "history_1_day_bucket_5min")
 QUICK = {"devices": 1_000, "tracked": 5, "days": 2, "seconds": 1.0, "loads": [0.5]}
 OPERATOR_TOKEN = secrets.token_urlsafe(24)
 
@@ -191,6 +192,7 @@ def main() -> None:
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=8, help="clients when saturating")
+    p.add_argument("--routes", nargs="+", choices=ROUTES, default=list(ROUTES))
     p.add_argument(
         "--caller",
         choices=["family", "operator"],
@@ -250,6 +252,8 @@ def main() -> None:
             gc.freeze()
             results, yardsticks = {}, {}
             for name, paths in routes.items():
+                if name not in args.routes:
+                    continue
                 # This machine's speed drifts within minutes: the yardstick, per route.
                 yardsticks[name] = python_speed_ms()
                 results[name] = measure(base, token, paths, args, api.proc.pid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from services.alerts.model import Severity
@@ -109,7 +109,8 @@ def deliver_not_before(
         end += timedelta(days=1)
     # On the day the clocks go forward the end may not exist (01:30 when 01:00–02:00 is
     # skipped): the instant it maps to can fall in the next window already — then the first
-    # quiet-free moment is tomorrow's end.
-    if quiet.contains(end.astimezone(zone).time().replace(tzinfo=None)):
+    # quiet-free moment is tomorrow's end. (Through UTC: ``astimezone`` to the zone a time
+    # already has returns it as it is, skipped hour and all.)
+    if quiet.contains(end.astimezone(UTC).astimezone(zone).time().replace(tzinfo=None)):
         end = datetime.combine(end.date() + timedelta(days=1), quiet.end, tzinfo=zone)
     return end.astimezone(now.tzinfo)

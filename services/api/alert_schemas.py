@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
@@ -189,7 +189,7 @@ class Contact(BaseModel):
 
 
 class CareIn(BaseModel):
-    wearer_ids: list[str] = Field(max_length=10_000)
+    wearer_ids: list[Annotated[Text, Field(min_length=1, max_length=80)]] = Field(max_length=10_000)
 
 
 class PushKeys(BaseModel):
@@ -231,7 +231,8 @@ class ChannelCreated(Channel):
 
 
 class TierIn(BaseModel):
-    contact_ids: list[int] = Field(min_length=1, max_length=50)
+    # Bounded as ids are everywhere (a bigint column): a larger number is a 422, not a 500.
+    contact_ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(min_length=1, max_length=50)
     ack_critical_s: int = Field(default=120, ge=1, le=86_400)
     ack_high_s: int = Field(default=900, ge=1, le=86_400)
 

@@ -94,15 +94,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.vapid_public_key = public_key(vapid.get_secret_value()) if vapid else None
 
     @app.exception_handler(UnicodeEncodeError)
-    @app.exception_handler(psycopg.errors.UntranslatableCharacter)
-    @app.exception_handler(psycopg.errors.CharacterNotInRepertoire)
-    async def _unstorable_text(request: Request, exc: Exception) -> JSONResponse:
-        """Defence in depth behind services/api/text.py: a parameter PostgreSQL cannot hold
-        is the caller's mistake (422), not the server's (500)."""
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+        """Defence in depth behind the request models (services/api/text.py, bounded ids): a
+        value PostgreSQL cannot hold (SQLSTATE class 22: NUL in text, invalid Unicode, a
+        number out of range) is the caller's mistake (422), not the server's (500)."""
+        log.info("unstorable value in %s %s: %s", request.method, request.url.path,
+                 getattr(exc, "sqlstate", None) or type(exc).__name__)  # fmt: skip
         return JSONResponse(
             status_code=422,
-            content={"detail": "text may not contain NUL characters or invalid Unicode"},
-        )
+            content={"detail": "a value cannot be stored: text with NUL characters or invalid"
+                     " Unicode, or a number out of range"},
+        )  # fmt: skip
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from services.api.text import Text
 from services.commands.rules import LIFETIMES
 
 CommandKind = Literal["locate", "speed_dial", "listen_in", "viewed_by"]
@@ -74,7 +75,7 @@ class Commands(BaseModel):
 
 
 class ConsentIn(BaseModel):
-    note: str = Field(
+    note: Text = Field(
         min_length=3,
         max_length=2000,
         description="How and when the wearer agreed to listen-in (who asked, who witnessed)",

@@ -145,7 +145,7 @@ class WearerEvent(BaseModel):
 def raw_json(body: dict[str, Any]) -> Response:
     """The answer of a route too big to pay a model per item for: plain values written by
     orjson (times in UTC as ``...Z``, as pydantic writes them). The route's ``response_model``
-    still describes it, and the schema tests (tests/integration/test_api_schema.py) check it."""
+    still describes it; tests/integration/test_api.py checks the two agree."""
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 

@@ -76,6 +76,8 @@ def test_care_for_an_unknown_wearer_is_refused(client: TestClient) -> None:
     cid = contact(client, "x")
     r = client.put(f"/v1/contacts/{cid}/wearers", json={"wearer_ids": ["nobody"]})
     assert r.status_code == 404 and "nobody" in r.text
+    r = client.put(f"/v1/contacts/{cid}/wearers", json={"wearer_ids": ["no\u0000body"]})
+    assert r.status_code == 422 and "NUL" in r.text, r.text  # it was a 500
 
 
 def test_a_webhook_secret_is_shown_once(client: TestClient) -> None:
@@ -120,6 +122,10 @@ def test_escalation_tiers_round_trip_and_refuse_unknown_contacts(client: TestCli
     r = client.put("/v1/wearers/wearer-w00001/escalation",
                    json={"tiers": [{"contact_ids": [999999]}]})  # fmt: skip
     assert r.status_code == 404 and "999999" in r.text
+    # An id past the bigint column is a 422 that says so, not a 500 (found by schemathesis).
+    r = client.put("/v1/wearers/wearer-w00001/escalation",
+                   json={"tiers": [{"contact_ids": [2**64]}]})  # fmt: skip
+    assert r.status_code == 422 and "less than or equal" in r.text, r.text
     assert client.get("/v1/wearers/nobody/escalation").status_code == 404
 
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
+from services.api.schemas import History
 from services.ingestor.decode import Limits
 from services.ingestor.pipeline import Access, Received, prepare_batch
 from services.ingestor.store import store_batch
@@ -108,6 +109,8 @@ def test_history_is_in_time_order_within_the_range(client: TestClient) -> None:
     times = [p["t"] for p in body["points"]]
     assert len(times) == 60 and times == sorted(times)
     assert body["truncated"] is False
+    # Written from plain rows by orjson: exactly what the documented model would have written.
+    assert History.model_validate(body).model_dump(mode="json") == body
 
 
 def test_bucketed_history_keeps_the_most_accurate_real_fix(client: TestClient) -> None:
@@ -115,6 +118,7 @@ def test_bucketed_history_keeps_the_most_accurate_real_fix(client: TestClient) -
     r = client.get("/v1/wearers/wearer-w00001/history", params={"start": start, "bucket_s": 600})
     body = r.json()
     points = body["points"]
+    assert History.model_validate(body).model_dump(mode="json") == body
     assert sum(p["n"] for p in points) == 120
     assert 12 <= len(points) <= 13
     assert all(p["acc"] == 5 for p in points if p["n"] >= 7)  # each full bucket's best fix
@@ -135,6 +139,8 @@ def test_history_limit_reports_truncation(client: TestClient) -> None:
         ({"start": "2026-01-01T00:00:00Z", "end": "2026-11-25T00:00:00Z"}, "31 days"),
         ({"bucket_s": 1}, "greater than or equal to 10"),
         ({"start": "yesterday-ish"}, "datetime"),
+        # A day before year 1 does not exist (found by schemathesis: it was a 500).
+        ({"end": "0001-01-01T12:19:15Z"}, "after 2000-01-01"),
     ],
 )
 def test_bad_history_queries_are_422_with_a_reason(
@@ -143,6 +149,11 @@ def test_bad_history_queries_are_422_with_a_reason(
     r = client.get("/v1/wearers/wearer-w00001/history", params=params)
     assert r.status_code == 422
     assert needle in r.text
+
+
+def test_a_wearer_id_postgresql_cannot_store_is_a_422(client: TestClient) -> None:
+    r = client.get("/v1/wearers/a%00b/location")
+    assert r.status_code == 422 and "NUL" in r.text, r.text
 
 
 def test_devices_list_pages_by_device_id(client: TestClient) -> None:

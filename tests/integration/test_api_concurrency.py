@@ -74,8 +74,9 @@ def test_more_family_reads_at_once_than_database_connections_all_succeed(
 
 async def _reads_while_feeds_are_open(api: FamilyApi, feeds: int) -> tuple[list[int], int]:
     """``feeds`` live feeds open (their first bytes received), then a location read."""
+    limits = httpx.Limits(max_connections=feeds + 5)
     async with httpx.AsyncClient(base_url=api.url, headers=api.headers, timeout=20,
-                                 limits=httpx.Limits(max_connections=feeds + 5)) as client:  # fmt: skip
+                                 limits=limits) as client:  # fmt: skip
         streams = [
             client.stream("GET", f"/v1/contacts/{api.contact_id}/feed") for _ in range(feeds)
         ]

@@ -193,6 +193,9 @@ def test_each_command_completes_its_lifecycle_with_the_simulated_watch(backend: 
         assert r.status_code == 403, r.text
         r = b.call(b.guardian, "POST", f"{w}/commands/listen-in", json=body)
         assert r.status_code == 409 and "consent" in r.json()["detail"], r.text
+        # A note PostgreSQL cannot store is a 422, not a 500 (found by schemathesis).
+        r = b.call(b.guardian, "POST", f"{w}/consents/listen-in", json={"note": "ok\u0000no"})
+        assert r.status_code == 422 and "NUL" in r.text, r.text
         note = {"note": "Agreed at home on 2026-11-20, her son witnessed it"}
         r = b.call(b.guardian, "POST", f"{w}/consents/listen-in", json=note)
         assert r.status_code == 201 and r.json()["active"], r.text

@@ -32,7 +32,7 @@ router = APIRouter(
 WearerId = Annotated[str, Path(max_length=80)]
 MAX_RANGE = timedelta(days=31)
 _POINT_KEYS = ("t", "lat", "lon", "acc", "src", "spd", "hdg", "n")  # the history query's columns
-_BIN_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+_BIN_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # also the earliest end of a history
 
 
 @router.get("/{wearer_id}/location", response_model=LatestLocation)
@@ -101,6 +101,8 @@ async def location_history(
     """The wearer's track in time order. With ``bucket_s`` each point is the most accurate fix
     of its bucket (a real position, never an average that may lie in the river)."""
     end = _aware(end) if end else datetime.now(UTC)
+    if end <= _BIN_ORIGIN:
+        raise HTTPException(status_code=422, detail="end must be after 2000-01-01")
     start = _aware(start) if start else end - timedelta(hours=24)
     if start >= end:
         raise HTTPException(status_code=422, detail="start must be before end")
