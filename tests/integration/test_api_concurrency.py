@@ -7,9 +7,11 @@ every request of a family user hung for the pool's 5 s and got a 503)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -21,6 +23,14 @@ from tests.support.procs import AnxinProcess, anxin_env, free_port
 from tests.support.stack import api_up, wait_for
 
 POOL_SIZE = 10  # services/api/app.py
+T = TypeVar("T")
+
+
+def run_in_thread(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: in a process whose Playwright session is open
+    (tests/browser, when pytest-xdist gives this worker both) the main thread's loop runs."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @dataclass
@@ -68,7 +78,7 @@ async def _many_reads(api: FamilyApi, n: int) -> list[int]:
 def test_more_family_reads_at_once_than_database_connections_all_succeed(
     family_api: FamilyApi,
 ) -> None:
-    statuses = asyncio.run(_many_reads(family_api, 4 * POOL_SIZE))
+    statuses = run_in_thread(_many_reads(family_api, 4 * POOL_SIZE))
     assert statuses == [200] * (4 * POOL_SIZE)
 
 
@@ -93,6 +103,6 @@ async def _reads_while_feeds_are_open(api: FamilyApi, feeds: int) -> tuple[list[
 
 @pytest.mark.timeout(60)
 def test_open_live_feeds_hold_no_database_connection(family_api: FamilyApi) -> None:
-    opened, read = asyncio.run(_reads_while_feeds_are_open(family_api, POOL_SIZE + 2))
+    opened, read = run_in_thread(_reads_while_feeds_are_open(family_api, POOL_SIZE + 2))
     assert opened == [200] * (POOL_SIZE + 2)
     assert read == 200
