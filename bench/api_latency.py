@@ -3,6 +3,7 @@
 ``python -m bench.api_latency [--devices 100000] [--tracked 100] [--days 7]``: a fresh
 database with ``--devices`` provisioned watches, a week of fixes (one a minute) for
 ``--tracked`` of them written with COPY, the real ``anxin api`` (uvicorn) as a subprocess,
+asked by a logged-in guardian of those wearers (``--caller operator``: the operator token),
 then for each route (random tracked wearers):
 
 - **saturated**: ``--concurrency`` clients in a closed loop for ``--seconds``: the most the
