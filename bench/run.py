@@ -90,8 +90,14 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
         help="the PostgreSQL to create the benchmark database in")  # fmt: skip
     add("--out", type=Path, default=ROOT / "bench" / "results", help="where the JSON goes")
     add("--keep", action="store_true", help="keep the work directory (logs) and the database")
-    add("--fences-per-device", type=int, default=3, choices=range(4), metavar="0-3",
-        help="fences a wearer has, home/park/no-go (bench/fleet_fences.py; default 3)")  # fmt: skip
+    add_fences_option(p)
+
+
+def add_fences_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fences-per-device", type=int, default=3, choices=range(4), metavar="0-3",
+        help="fences a wearer has, home/park/no-go (bench/fleet_fences.py; default 3)",
+    )  # fmt: skip
 
 
 def ingestor_settings(p: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:

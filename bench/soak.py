@@ -37,8 +37,10 @@ import psycopg
 from bench.db import bench_database, scalar, server_version
 from bench.ingestors import Replicas, final_counters
 from bench.machine import ROOT, machine_info
+from bench.payloads import walk_origin
 from bench.procstat import MachineCpu, cpu_seconds, peak_rss_mb, status_kb
 from bench.publish import mqtt_client, wait_connected
+from bench.run import add_fences_option
 from services.protocol import Fix, Topics, UplinkKind
 from services.storage.provisioning import demo_device_id
 from tests.support.broker import MosquittoProcess
@@ -60,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add = p.add_argument
     add("--minutes", type=float, help="how long the load runs (default 10)")
-    add("--rate", type=float, help=f"fixes/s (default {LOAD:.0%} of the measured maximum)")
+    add("--rate", type=float, help=f"fixes/s (default {LOAD:.0%}% of the measured maximum)")
     add("--measure", action="store_true", help="measure the maximum now (python -m bench)")
     add("--devices", type=int, help="watches (default 10,000: ~0.8 fixes/s each at 8k/s)")
     add("--publishers", type=int, default=2, help="publisher processes (default 2)")
@@ -74,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("ANXIN_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1/postgres"),
         help="the PostgreSQL to create the benchmark database in")  # fmt: skip
     add("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    add_fences_option(p)
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else {"minutes": 10.0, "devices": 10_000, "sample_s": 10.0}
     for key, value in defaults.items():
@@ -114,11 +117,13 @@ def measure_max_rate(admin_url: str) -> tuple[float, str]:
 
 
 def publisher_main(
-    host: str, port: int, prefix: str, devices: list[str], rate: float, seconds: float,
+    host: str, port: int, prefix: str, devices: list[int], rate: float, seconds: float,
     acked: Synchronized, published: Synchronized, done: Any,
 ) -> None:  # fmt: skip
-    """One MQTT connection sending ``rate`` fixes/s round-robin over ``devices``, QoS 1, with
-    at most WINDOW unacknowledged; device time is now, each device's seq counts up."""
+    """One MQTT connection sending ``rate`` fixes/s round-robin over ``devices`` (0-based
+    indexes), QoS 1, with at most WINDOW unacknowledged; device time is now, each device's seq
+    counts up, and each walks north from its home (``walk_origin``, where the fleet's fences
+    are) about a metre a fix: in ten minutes it leaves home and crosses the park and river."""
     topics = Topics(prefix)
     window = threading.Semaphore(WINDOW)
 
@@ -133,7 +138,8 @@ def publisher_main(
     client.connect(host, port, keepalive=60)
     client.loop_start()
     wait_connected(client)
-    names = [topics.uplink(d, UplinkKind.LOC) for d in devices]
+    names = [topics.uplink(demo_device_id(d + 1), UplinkKind.LOC) for d in devices]
+    homes = [walk_origin(d) for d in devices]
     seq_base = int(time.time() * 1000)
     start = time.monotonic()
     i = 0
@@ -145,7 +151,8 @@ def publisher_main(
         if due > now + 0.001:
             time.sleep(due - now)
         k, d = divmod(i, len(devices))
-        fix = Fix(seq=seq_base + k, t=datetime.now(UTC), lat=31.2 + d * 1e-5, lon=121.47,
+        lat, lon = homes[d]
+        fix = Fix(seq=seq_base + k, t=datetime.now(UTC), lat=round(lat + k * 1e-5, 7), lon=lon,
                   acc=10.0 + d % 40, bat=80)  # fmt: skip
         window.acquire(timeout=60)
         client.publish(names[d], fix.model_dump_json(exclude_none=True), qos=1)
@@ -167,7 +174,7 @@ class Publishers:
         self.acked = [ctx.Value("q", 0) for _ in range(n)]
         self.published = [ctx.Value("q", 0) for _ in range(n)]
         self.done = [ctx.Event() for _ in range(n)]
-        ids = [demo_device_id(i) for i in range(1, devices + 1)]  # as seed_demo made them
+        ids = list(range(devices))  # w00001 … as seed_demo made them
         self.procs = [
             ctx.Process(
                 target=publisher_main,
@@ -314,10 +321,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(["python -m bench.soak", *sys.argv[1:]]),
         "parameters": {"minutes": args.minutes, "rate": round(rate, 1), "devices": args.devices,
                        "publishers": args.publishers, "sample_s": args.sample_s,
-                       "quick": args.quick},
+                       "quick": args.quick, "fences_per_device": args.fences_per_device},
         "rate_source": source,
     }  # fmt: skip
-    with bench_database(args.admin_url, args.devices) as db:
+    with bench_database(args.admin_url, args.devices,
+                        fences_per_device=args.fences_per_device) as db:  # fmt: skip
         broker.start()
         reps = Replicas(work, "soak", 1, broker.url, db, prefix, {})
         pubs = None

@@ -168,6 +168,9 @@ def test_quick_soak_samples_memory_and_lag_and_stores_every_fix(tmp_path: Path) 
     assert 0 < sm["rss_mb"]["start"] <= sm["rss_mb"]["max"]
     assert set(sm["lag"]) == {"first", "last", "max", "mean"}
     assert r["ingestor_counters"]["fixes_new"] == r["fixes_stored"]
+    # Every fix decided against its wearer's three fleet fences.
+    assert p["fences_per_device"] == 3
+    assert r["ingestor_counters"]["fence_decisions"] == 3 * r["fixes_stored"]
     assert r["machine"]["mosquitto"] and r["machine"]["postgres"]
     assert "RSS MB start" in proc.stdout  # the table
 
