@@ -51,14 +51,21 @@ def walk_origin(device: int) -> tuple[float, float]:
     return (SHANGHAI[0] + (device % 100) * 0.002, SHANGHAI[1] + (device // 100 % 100) * 0.002)
 
 
+def walk_point(device: int, k: int) -> tuple[float, float]:
+    """(lat, lon) of step ``k`` of device index ``device``: about a metre a step north of its
+    ``walk_origin``."""
+    lat0, lon0 = walk_origin(device)
+    return lat0 + k * 0.00001, lon0
+
+
 def fix(w: Workload, device: int, k: int) -> Fix:
     """Fix number ``k`` of device index ``device`` (0-based): a plausible walk near Shanghai,
     northwards from its ``walk_origin``."""
     rng = random.Random(device * 1_000_003 + k)
     t0 = w.t_end - w.fixes_per_device() * w.spacing_s
-    lat0, lon0 = walk_origin(device)
-    lat = lat0 + k * 0.00001 + rng.uniform(-1e-4, 1e-4)
-    lon = lon0 + rng.uniform(-1e-4, 1e-4)
+    lat, lon = walk_point(device, k)
+    lat += rng.uniform(-1e-4, 1e-4)
+    lon += rng.uniform(-1e-4, 1e-4)
     return Fix(
         seq=w.seq_base + k,
         t=datetime.fromtimestamp(t0 + k * w.spacing_s, UTC).replace(microsecond=0)

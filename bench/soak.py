@@ -37,7 +37,7 @@ import psycopg
 from bench.db import bench_database, scalar, server_version
 from bench.ingestors import Replicas, final_counters
 from bench.machine import ROOT, machine_info
-from bench.payloads import walk_origin
+from bench.payloads import walk_point
 from bench.procstat import MachineCpu, cpu_seconds, peak_rss_mb, status_kb
 from bench.publish import mqtt_client, wait_connected
 from bench.run import add_fences_option
@@ -122,7 +122,7 @@ def publisher_main(
 ) -> None:  # fmt: skip
     """One MQTT connection sending ``rate`` fixes/s round-robin over ``devices`` (0-based
     indexes), QoS 1, with at most WINDOW unacknowledged; device time is now, each device's seq
-    counts up, and each walks north from its home (``walk_origin``, where the fleet's fences
+    counts up, and each walks north from its home (``walk_point``, where the fleet's fences
     are) about a metre a fix: in ten minutes it leaves home and crosses the park and river."""
     topics = Topics(prefix)
     window = threading.Semaphore(WINDOW)
@@ -139,7 +139,6 @@ def publisher_main(
     client.loop_start()
     wait_connected(client)
     names = [topics.uplink(demo_device_id(d + 1), UplinkKind.LOC) for d in devices]
-    homes = [walk_origin(d) for d in devices]
     seq_base = int(time.time() * 1000)
     start = time.monotonic()
     i = 0
@@ -151,8 +150,8 @@ def publisher_main(
         if due > now + 0.001:
             time.sleep(due - now)
         k, d = divmod(i, len(devices))
-        lat, lon = homes[d]
-        fix = Fix(seq=seq_base + k, t=datetime.now(UTC), lat=round(lat + k * 1e-5, 7), lon=lon,
+        lat, lon = walk_point(devices[d], k)
+        fix = Fix(seq=seq_base + k, t=datetime.now(UTC), lat=round(lat, 7), lon=lon,
                   acc=10.0 + d % 40, bat=80)  # fmt: skip
         window.acquire(timeout=60)
         client.publish(names[d], fix.model_dump_json(exclude_none=True), qos=1)
@@ -174,7 +173,7 @@ class Publishers:
         self.acked = [ctx.Value("q", 0) for _ in range(n)]
         self.published = [ctx.Value("q", 0) for _ in range(n)]
         self.done = [ctx.Event() for _ in range(n)]
-        ids = list(range(devices))  # w00001 … as seed_demo made them
+        ids = list(range(devices))  # index i is demo_device_id(i + 1), as seed_demo made it
         self.procs = [
             ctx.Process(
                 target=publisher_main,

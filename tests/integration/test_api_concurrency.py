@@ -64,10 +64,13 @@ def family_api(tmp_path: Path, db_url: str) -> Iterator[FamilyApi]:
         proc.stop()
 
 
+def _client(api: FamilyApi, connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections)
+    return httpx.AsyncClient(base_url=api.url, headers=api.headers, timeout=20, limits=limits)
+
+
 async def _many_reads(api: FamilyApi, n: int) -> list[int]:
-    limits = httpx.Limits(max_connections=n)
-    async with httpx.AsyncClient(base_url=api.url, headers=api.headers, timeout=20,
-                                 limits=limits) as client:  # fmt: skip
+    async with _client(api, n) as client:
         replies = await asyncio.gather(
             *(client.get("/v1/wearers/wearer-w00001/location") for _ in range(n))
         )
@@ -84,9 +87,7 @@ def test_more_family_reads_at_once_than_database_connections_all_succeed(
 
 async def _reads_while_feeds_are_open(api: FamilyApi, feeds: int) -> tuple[list[int], int]:
     """``feeds`` live feeds open (their first bytes received), then a location read."""
-    limits = httpx.Limits(max_connections=feeds + 5)
-    async with httpx.AsyncClient(base_url=api.url, headers=api.headers, timeout=20,
-                                 limits=limits) as client:  # fmt: skip
+    async with _client(api, feeds + 5) as client:
         streams = [
             client.stream("GET", f"/v1/contacts/{api.contact_id}/feed") for _ in range(feeds)
         ]

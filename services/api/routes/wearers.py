@@ -16,7 +16,6 @@ from services.api.schemas import (
     InvalidRequest,
     LatestLocation,
     Location,
-    TrackPoint,
     WearerEvent,
     as_json,
     raw_json,
@@ -172,7 +171,7 @@ async def events(
     return out if exact else [coarsened(e) for e in out]
 
 
-P = TypeVar("P", Location, TrackPoint, WearerEvent)
+P = TypeVar("P", Location, WearerEvent)
 
 
 def coarse_fields(lat: float, lon: float, acc: float | None, motion: bool) -> dict[str, Any]:
