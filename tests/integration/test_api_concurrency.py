@@ -86,12 +86,13 @@ def test_more_family_reads_at_once_than_database_connections_all_succeed(
 
 
 async def _reads_while_feeds_are_open(api: FamilyApi, feeds: int) -> tuple[list[int], int]:
-    """``feeds`` live feeds open (their first bytes received), then a location read."""
+    """``feeds`` live feeds opened at once (their first bytes received), then a location
+    read."""
     async with _client(api, feeds + 5) as client:
         streams = [
             client.stream("GET", f"/v1/contacts/{api.contact_id}/feed") for _ in range(feeds)
         ]
-        opened = [await s.__aenter__() for s in streams]
+        opened = await asyncio.gather(*(s.__aenter__() for s in streams))
         try:
             for r in opened:
                 await anext(r.aiter_bytes())  # the stream is live: its "retry:" line came

@@ -94,6 +94,7 @@ def sse_event(row: FeedRow) -> str:
 )
 async def live_feed(
     request: Request,
+    conn: ConnDep,
     caller: Caller,
     contact_id: ContactId,
     last_event_id: Annotated[
@@ -109,13 +110,14 @@ async def live_feed(
     Alerts carry locations: opening the feed is audited for each wearer, who is told."""
     own_or_operator(caller, contact_id)
     hub: FeedHub = request.app.state.feed_hub
+    # The request's one connection (the session check's too): it goes back to the pool when
+    # this function returns; the stream takes one only a backlog page at a time.
+    wearers = frozenset(await care_wearers(conn, contact_id))
+    for wearer_id in sorted(wearers):
+        gate = await location_gate(conn, caller, wearer_id)
+        if gate.level is not Level.NONE:
+            await record_read(conn, caller, gate, wearer_id, "live_feed")
     pool = await get_pool(request)
-    async with pool.connection() as conn:
-        wearers = frozenset(await care_wearers(conn, contact_id))  # type: ignore[arg-type]
-        for wearer_id in sorted(wearers):
-            gate = await location_gate(conn, caller, wearer_id)  # type: ignore[arg-type]
-            if gate.level is not Level.NONE:
-                await record_read(conn, caller, gate, wearer_id, "live_feed")  # type: ignore[arg-type]
     await hub.ready()
     sub, mark = hub.subscribe(wearers)
     resume = last_event_id if last_event_id is not None else after
