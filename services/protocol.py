@@ -213,6 +213,9 @@ ORDER_MODELS: dict[str, type[_Order]] = {
 }
 
 
+_UPLINK_KINDS = {k.value: k for k in UplinkKind}
+
+
 class Topics:
     """Topic names under one prefix (``anxin`` in production, a random one per test run)."""
 
@@ -245,7 +248,5 @@ class Topics:
         rest = topic[len(self._root) :].split("/")
         if len(rest) != 2 or not DEVICE_ID_RE.match(rest[0]):
             return None
-        try:
-            return rest[0], UplinkKind(rest[1])
-        except ValueError:
-            return None
+        kind = _UPLINK_KINDS.get(rest[1])  # a dict, not UplinkKind(...): once a message
+        return (rest[0], kind) if kind is not None else None

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from services.ingestor.decode import Limits
 from services.ingestor.flood import RATE_LIMITED, FloodLimiter
 from services.ingestor.items import AlarmIn, FixIn, Rejected
-from services.ingestor.pipeline import Access, Received, prepare_batch
+from services.ingestor.pipeline import Access, Received, decode_all, prepare_batch
 from services.protocol import Alarm, Fix, Status, Topics, UplinkKind
 
 TOPICS = Topics("anxin")
@@ -39,7 +39,7 @@ def _at(seconds: float) -> datetime:
 def run(limiter: FloodLimiter, messages: list[Received]):
     """Plan the messages as the ingestor does, one committed batch."""
     trial = limiter.trial()
-    plan = prepare_batch(messages, ACCESS, TOPICS, Limits(), trial)
+    plan = prepare_batch(decode_all(messages, TOPICS, Limits()), ACCESS, trial)
     trial.commit()
     return plan, trial
 
@@ -130,7 +130,7 @@ def test_a_retried_batch_is_not_charged_twice() -> None:
     msgs = [fix_msg("w1", s, at=0) for s in range(5)]
     for _ in range(3):  # the database was away: planned three times, stored once
         uncommitted = limiter.trial()
-        plan = prepare_batch(msgs, ACCESS, TOPICS, Limits(), uncommitted)
+        plan = prepare_batch(decode_all(msgs, TOPICS, Limits()), ACCESS, uncommitted)
         assert len(plan.fixes) == 5
     plan, _ = run(limiter, msgs)
     assert len(plan.fixes) == 5
@@ -142,7 +142,8 @@ def test_a_fresh_limiter_is_a_limiter() -> None:
 
 
 def test_without_a_trial_nothing_is_limited() -> None:
-    plan = prepare_batch([fix_msg("w1", s, at=0) for s in range(500)], ACCESS, TOPICS, Limits())
+    msgs = [fix_msg("w1", s, at=0) for s in range(500)]
+    plan = prepare_batch(decode_all(msgs, TOPICS, Limits()), ACCESS)
     assert len(plan.fixes) == 500
 
 

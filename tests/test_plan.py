@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.ingestor import pipeline
 from services.ingestor.decode import Limits
-from services.ingestor.items import FixIn, StateIn
-from services.ingestor.pipeline import Access, Received, prepare_batch
+from services.ingestor.items import FixIn, Rejected, StateIn
+from services.ingestor.pipeline import Access, Received, decode, decode_all, prepare_batch
 from services.ingestor.plan import plan_batch
 from services.protocol import Fix, State, Topics, UplinkKind
 
@@ -45,7 +47,7 @@ def test_unknown_and_revoked_devices_are_refused_with_their_payload() -> None:
         Received(topics.uplink(d, UplinkKind.LOC), payload, NOW) for d in ("good", "gone", "who")
     ]
     access = {"good": Access.ACTIVE, "gone": Access.REVOKED}
-    plan = prepare_batch(msgs, access, topics, Limits())
+    plan = prepare_batch(decode_all(msgs, topics, Limits()), access)
     assert [f.device_id for f in plan.fixes] == ["good"]
     reasons = sorted(r.reason for r in plan.rejected)
     assert reasons == [
@@ -53,6 +55,33 @@ def test_unknown_and_revoked_devices_are_refused_with_their_payload() -> None:
         "device 'who' is unknown: not provisioned to publish",
     ]
     assert all(r.payload == payload for r in plan.rejected)
+
+
+def test_a_bug_in_decoding_costs_only_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception in decoding would stop the ingestor's batch loop: it becomes a dead
+    letter of that message, with the error."""
+    topics = Topics("anxin")
+    message = Received(topics.uplink("w1", UplinkKind.LOC), b'{"v":1}', NOW)
+
+    def broken(*args: object) -> list[object]:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(pipeline, "decode_parsed", broken)
+    decoded = decode(message, topics, Limits())
+    assert decoded.device_id == "w1"
+    assert decoded.items == [
+        Rejected(message.topic, "w1", b'{"v":1}', "could not be decoded: KeyError: 'surprise'", NOW)
+    ]
+
+
+def test_a_topic_is_parsed_once_for_the_access_check_and_decoding() -> None:
+    topics = Topics("anxin")
+    payload = Fix(seq=1, t=NOW, lat=1, lon=1, acc=5).model_dump_json().encode()
+    good = decode(Received(topics.uplink("w1", UplinkKind.LOC), payload, NOW), topics, Limits())
+    assert (good.device_id, [type(i) for i in good.items]) == ("w1", [FixIn])
+    stray = decode(Received("anxin/v1/dev/w1/nope", payload, NOW), topics, Limits())
+    assert stray.device_id is None
+    assert [i.reason for i in stray.items] == ["topic is not an uplink topic of protocol v1"]  # type: ignore[union-attr]
 
 
 @given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 20), st.integers(0, 60))))

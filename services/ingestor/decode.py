@@ -24,6 +24,7 @@ from services.protocol import (
     State,
     Status,
     Topics,
+    UplinkKind,
 )
 
 
@@ -77,7 +78,18 @@ def time_problem(t: datetime, received_at: datetime, limits: Limits) -> str | No
 def decode_message(
     topic: str, payload: bytes, received_at: datetime, topics: Topics, limits: Limits
 ) -> list[Item]:
-    parsed = topics.parse_uplink(topic)
+    return decode_parsed(topic, topics.parse_uplink(topic), payload, received_at, limits)
+
+
+def decode_parsed(
+    topic: str,
+    parsed: tuple[str, UplinkKind] | None,
+    payload: bytes,
+    received_at: datetime,
+    limits: Limits,
+) -> list[Item]:
+    """``decode_message`` for a topic already parsed (``Topics.parse_uplink``): the pipeline
+    parses each topic once and uses the device id for the access check too."""
     device_id = parsed[0] if parsed else None
 
     def reject(reason: str, raw: bytes = payload) -> Rejected:

@@ -1,4 +1,4 @@
-"""Stage 2, plan a batch: decide what the store stage writes, without touching the database.
+"""Stage 3, plan a batch: decide what the store stage writes, without touching the database.
 
 Drops in-batch duplicates, and folds a device's many messages into one update of its latest
 state, so that the store stage issues a fixed number of statements per batch whatever its size.

@@ -39,7 +39,7 @@ from services.ingestor.decode import Limits
 from services.ingestor.fence_stage import FenceCache, FenceConflict, FenceOutcome, apply_fences
 from services.ingestor.flood import FloodLimiter
 from services.ingestor.items import Rejected
-from services.ingestor.pipeline import Received, prepare_batch, topic_devices
+from services.ingestor.pipeline import Decoded, Received, decode_all, prepare_batch, topic_devices
 from services.ingestor.plan import BatchPlan, plan_batch
 from services.ingestor.store import StoreResult, store_batch
 from services.mqtt_url import note_packets_sent, parse_mqtt_url
@@ -384,7 +384,8 @@ class Ingestor:
 
     def _handle(self, batch: list[Inbound], stop: threading.Event) -> None:
         """Store the batch, retrying while the database is away, then confirm it."""
-        received = [b.received for b in batch]
+        # Decoded once, whatever the retries: decoding needs nothing but the messages.
+        received = decode_all((b.received for b in batch), self.topics, self.limits)
         delay = 0.5
         while True:
             try:
@@ -403,7 +404,7 @@ class Ingestor:
             delay = min(delay * 2, 10.0)
         self._confirm(batch, plan)
 
-    def _store_or_split(self, received: list[Received]) -> BatchPlan:
+    def _store_or_split(self, received: list[Decoded]) -> BatchPlan:
         """A batch that fails for a reason other than the connection is stored message by
         message, and the message that fails alone is dead-lettered with the database's error,
         rather than retrying a poison batch forever."""
@@ -421,21 +422,22 @@ class Ingestor:
                 raise
             except psycopg.Error as err:
                 reason = f"could not be stored: {type(err).__name__}: {err}"[:500]
-                plan = plan_batch([Rejected(r.topic, None, r.payload, reason, r.received_at)])
+                m = r.received
+                plan = plan_batch([Rejected(m.topic, None, m.payload, reason, m.received_at)])
                 with self._pool.connection() as conn:
                     self._count(store_batch(conn, plan), 1)
             merged.alarms.extend(plan.alarms)
         return merged
 
-    def _store(self, received: list[Received]) -> BatchPlan:
+    def _store(self, received: list[Decoded]) -> BatchPlan:
         with self._pool.connection(timeout=CONNECT_WAIT_S) as conn:
-            access = self._access.lookup(conn, topic_devices(received, self.topics))
+            access = self._access.lookup(conn, topic_devices(received))
             conn.commit()
             if self._fences is not None:
                 self._fences.refresh(conn)
                 conn.commit()
             flood = self._flood.trial() if self._flood is not None else None
-            plan = prepare_batch(received, access, self.topics, self.limits, flood)
+            plan = prepare_batch(received, access, flood)
             self._ensure_partitions(conn, plan)
             result = store_batch(conn, plan, self._fence_step, self._alert_step)
         if flood is not None:

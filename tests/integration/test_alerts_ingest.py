@@ -14,7 +14,7 @@ from geofences.model import Fence, FenceKind
 from services.ingestor.alert_stage import apply_alerts
 from services.ingestor.decode import Limits
 from services.ingestor.fence_stage import FenceCache, apply_fences
-from services.ingestor.pipeline import Access, Received, prepare_batch
+from services.ingestor.pipeline import Access, Received, decode_all, prepare_batch
 from services.ingestor.store import store_batch
 from services.protocol import Alarm, Fix, Status, Topics, UplinkKind
 from services.storage.fences import save_fences
@@ -36,7 +36,7 @@ class Stack:
 
     def send(self, *messages: tuple[UplinkKind, str]) -> None:
         received = [Received(TOPICS.uplink(DEVICE, k), p.encode(), T0) for k, p in messages]
-        plan = prepare_batch(received, {DEVICE: Access.ACTIVE}, TOPICS, Limits())
+        plan = prepare_batch(decode_all(received, TOPICS, Limits()), {DEVICE: Access.ACTIVE})
         self.fences.refresh(self.conn, force=True)
         self.conn.commit()
 

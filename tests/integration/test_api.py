@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.api.schemas import History
 from services.ingestor.decode import Limits
-from services.ingestor.pipeline import Access, Received, prepare_batch
+from services.ingestor.pipeline import Access, Received, decode_all, prepare_batch
 from services.ingestor.store import store_batch
 from services.protocol import Alarm, Fix, State, Status, Topics, UplinkKind
 from services.settings import Settings
@@ -25,7 +25,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 def ingest(db_url: str, device: str, messages: list[tuple[UplinkKind, str]]) -> None:
     received = [Received(TOPICS.uplink(device, k), p.encode(), NOW) for k, p in messages]
-    plan = prepare_batch(received, {device: Access.ACTIVE}, TOPICS, Limits())
+    plan = prepare_batch(decode_all(received, TOPICS, Limits()), {device: Access.ACTIVE})
     with psycopg.connect(db_url) as conn:
         store_batch(conn, plan)
 

@@ -14,7 +14,7 @@ import pytest
 from geofences.geojson import fences_from_geojson
 from services.ingestor.decode import Limits
 from services.ingestor.fence_stage import FenceCache, FenceConflict, apply_fences
-from services.ingestor.pipeline import Access, Received, prepare_batch
+from services.ingestor.pipeline import Access, Received, decode_all, prepare_batch
 from services.protocol import Fix, Topics, UplinkKind
 from services.storage.fences import save_fences
 from services.storage.provisioning import seed_demo
@@ -47,10 +47,12 @@ def test_two_replicas_deciding_the_same_transition_emit_it_once(db_url: str) -> 
     # Two replicas got different fixes of the same device, both inside the no-go fence.
     plans = [
         prepare_batch(
-            [Received(TOPICS.uplink("w00001", UplinkKind.LOC), fix_at_centre(s, now - d), now)],
+            decode_all(
+                [Received(TOPICS.uplink("w00001", UplinkKind.LOC), fix_at_centre(s, now - d), now)],
+                TOPICS,
+                Limits(),
+            ),
             {"w00001": Access.ACTIVE},
-            TOPICS,
-            Limits(),
         )
         for s, d in ((1, timedelta(seconds=10)), (2, timedelta(seconds=5)))
     ]

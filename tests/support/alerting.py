@@ -9,7 +9,7 @@ import psycopg
 
 from services.ingestor.alert_stage import apply_alerts
 from services.ingestor.decode import Limits
-from services.ingestor.pipeline import Access, Received, prepare_batch
+from services.ingestor.pipeline import Access, Received, decode_all, prepare_batch
 from services.ingestor.store import store_batch
 from services.protocol import Alarm, Topics, UplinkKind
 
@@ -18,12 +18,8 @@ TOPICS = Topics("anxin")
 
 def ingest(db_url: str, device: str, kind: UplinkKind, payload: str) -> None:
     now = datetime.now(UTC)
-    plan = prepare_batch(
-        [Received(TOPICS.uplink(device, kind), payload.encode(), now)],
-        {device: Access.ACTIVE},
-        TOPICS,
-        Limits(),
-    )
+    received = [Received(TOPICS.uplink(device, kind), payload.encode(), now)]
+    plan = prepare_batch(decode_all(received, TOPICS, Limits()), {device: Access.ACTIVE})
     with psycopg.connect(db_url) as conn:
         store_batch(conn, plan, None, lambda c, p, e: apply_alerts(c, p, e, "wearer-{}".format))
 
