@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procstat import cpu_seconds, peak_rss_mb
+from bench.procstat import child_pids, cpu_seconds, peak_rss_mb
 from bench.publish import mqtt_client, wait_connected
 from tests.support.procs import AnxinProcess, anxin_env
 
@@ -68,7 +68,15 @@ class Replicas:
 
     @property
     def pids(self) -> dict[str, int]:
-        return {f"ingestor_{i}": p.proc.pid for i, p in enumerate(self.procs, 1) if p.proc}
+        """Each replica's process and its store process (``ingestor_1``, ``ingestor_1_store``):
+        a replica's CPU and memory are both's."""
+        out = {}
+        for i, p in enumerate(self.procs, 1):
+            if p.proc:
+                out[f"ingestor_{i}"] = p.proc.pid
+                for j, child in enumerate(child_pids(p.proc.pid)):
+                    out[f"ingestor_{i}_store" + (f"_{j}" if j else "")] = child
+        return out
 
     def alive(self) -> bool:
         return all(p.proc is not None and p.proc.poll() is None for p in self.procs)
@@ -77,7 +85,13 @@ class Replicas:
         return sum(cpu_seconds(pid) for pid in self.pids.values())
 
     def peak_rss_mb(self) -> list[float]:
-        return [round(peak_rss_mb(pid), 1) for pid in self.pids.values()]
+        """Per replica, the sum of its processes' peaks (an upper bound: pages the fork
+        shares are counted in each)."""
+        out: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            replica = "_".join(name.split("_")[:2])
+            out[replica] = out.get(replica, 0.0) + peak_rss_mb(pid)
+        return [round(v, 1) for v in out.values()]
 
     def stop(self) -> list[dict[str, Any]]:
         """SIGTERM each replica; return what each said in its final ``stopped:`` line."""

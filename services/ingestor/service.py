@@ -1,4 +1,4 @@
-"""The ingestor's MQTT and database edge: receive, batch, run the pipeline, confirm.
+"""The ingestor's MQTT edge: receive, batch, hand each batch to the store, confirm.
 
 Reliability rules (docs/reliability.md):
 - a persistent session (stable client id, ``clean_start=False``, long expiry) on a shared
@@ -14,6 +14,9 @@ Reliability rules (docs/reliability.md):
   we hold in memory stays bounded while the database is down and we retry;
   ``Counters.held_max`` records the most ever held;
 - a per-device flood limit (flood.py): the excess is dead-lettered and counted, alarms pass.
+
+The database side (decode, plan, store, retries) is batch_store.py; for the main lane it runs
+in a child process (store_process.py), so that reading MQTT and storing do not share a GIL.
 """
 
 from __future__ import annotations
@@ -24,39 +27,21 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import paho.mqtt.client as mqtt
-import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from psycopg_pool import ConnectionPool
 
-from services.ingestor.access import DeviceAccessCache
-from services.ingestor.alert_stage import NewEvents, apply_alerts
-from services.ingestor.decode import Limits
-from services.ingestor.fence_stage import FenceCache, FenceConflict, FenceOutcome, apply_fences
-from services.ingestor.flood import FloodLimiter
-from services.ingestor.items import Rejected
-from services.ingestor.pipeline import Decoded, Received, decode_all, prepare_batch, topic_devices
-from services.ingestor.plan import BatchPlan, plan_batch
-from services.ingestor.store import StoreResult, store_batch
+from services.ingestor.batch_store import BatchStore, Counters, Stored
+from services.ingestor.pipeline import Received
+from services.ingestor.store_process import StoreProcess
 from services.mqtt_url import note_packets_sent, parse_mqtt_url
 from services.protocol import AlarmReceipt, Topics, UplinkKind
 from services.settings import Settings
-from services.storage.flavour import Flavour, installed_flavour
-from services.storage.partitions import (
-    apply_retention,
-    ensure_day_partitions,
-    ensure_partitions_around_now,
-)
 
 log = logging.getLogger("anxin.ingestor")
-MAINTENANCE_EVERY_S = 3600.0
-# How long one attempt waits for a database connection before it counts as an outage (logged,
-# then retried with backoff); also bounds how late a SIGTERM is noticed during an outage.
-CONNECT_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +50,6 @@ class Inbound:
     mid: int
     qos: int
     generation: int
-
-
-@dataclass
-class Counters:
-    messages: int = 0
-    fixes_new: int = 0
-    fixes_duplicate: int = 0
-    alarms_new: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    store_retries: int = 0
-    fence_decisions: int = 0
-    fence_events: int = 0
-    alerts_opened: int = 0
-    fence_conflicts: int = 0
-    receipts: int = 0
-    rate_limited: int = 0  # messages over a device's flood limit, dead-lettered
-    held_max: int = 0  # most messages held in memory at once (bounded by ReceiveMaximum)
 
 
 class Lane(StrEnum):
@@ -109,10 +76,13 @@ class Lane(StrEnum):
 
 def run_ingestor(settings: Settings, stop: threading.Event, leave_group: bool = False) -> None:
     """``anxin ingest``: with the alarm lane (default) two consumers in one process — alarms
-    on their own connection with no batch wait, everything else batched. The alarm lane starts
-    first so that nothing is published to a lane that has no session yet."""
+    on their own connection with no batch wait, everything else batched. The main lane's store
+    process is started first, while this process still has one thread (store_process.py); the
+    alarm lane subscribes next, so that nothing is published to a lane that has no session."""
+    main = Ingestor(settings, Lane.FIXES if settings.ingestor_alarm_lane else Lane.ALL)
+    main.start_store()
     if not settings.ingestor_alarm_lane:
-        Ingestor(settings).run(stop, leave_group)
+        main.run(stop, leave_group)
         return
     alarms = Ingestor(settings, Lane.ALARMS)
     lane = threading.Thread(
@@ -122,7 +92,7 @@ def run_ingestor(settings: Settings, stop: threading.Event, leave_group: bool = 
     if not alarms.subscribed.wait(30):
         log.warning("the alarm lane is not subscribed yet; starting the main lane anyway")
     try:
-        Ingestor(settings, Lane.FIXES).run(stop, leave_group)
+        main.run(stop, leave_group)
     finally:
         stop.set()
         lane.join(30)
@@ -137,17 +107,14 @@ class Ingestor:
         self.client_id = settings.ingestor_client_id + ("-alarms" if lane is Lane.ALARMS else "")
         self.subscribed = threading.Event()
         self.topics = Topics(settings.topic_prefix)
-        self.limits = Limits(
-            max_payload_bytes=settings.max_payload_bytes,
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-            max_age=timedelta(days=min(settings.max_fix_age_days, settings.retention_days)),
-        )
         self.counters = Counters()
         self.receive_maximum = receive_maximum(settings)
-        self._flood = (
-            FloodLimiter(settings.device_rate_per_s, settings.device_burst)
-            if settings.device_rate_per_s > 0
-            else None
+        # The database side: in a child process for a lane that takes fixes (the load), in
+        # this process for the alarm lane (an alarm now and then, answered at once).
+        self._store: BatchStore | StoreProcess = (
+            StoreProcess(settings, takes_fixes=True)
+            if lane.takes_fixes
+            else BatchStore(settings, takes_fixes=False)
         )
         self._held = 0  # messages received and not yet finished (acked or given up)
         # One lock for the buffer: the network thread appends to ``_inbox`` and waits on
@@ -161,22 +128,12 @@ class Ingestor:
         self._inbox: deque[Inbound] = deque()
         self._generation = 0
         self._last_message_at = time.monotonic()
-        self._access = DeviceAccessCache()
-        # Only a lane that takes fixes decides fences: the alarm lane keeps no copy of them
-        # (with 300,000 fences a second copy would double the process's memory).
-        self._fences = FenceCache() if lane.takes_fixes else None
-        self._known_days: set[date] = set()
-        self._pool = ConnectionPool(
-            settings.database_url,
-            min_size=1,
-            max_size=2,
-            open=False,
-            # No check per checkout (a round trip per batch): a connection that died with the
-            # database fails its batch with OperationalError, is dropped, and the batch retried.
-            name="ingestor",
-        )
         self._client = self._make_client()
-        self._flavour = Flavour.PLAIN
+
+    def start_store(self) -> None:
+        """Start the store process now (``run`` does it otherwise): see run_ingestor."""
+        if isinstance(self._store, StoreProcess):
+            self._store.start()
 
     # -- MQTT edge ---------------------------------------------------------------------
 
@@ -268,11 +225,17 @@ class Ingestor:
         ``leave_group`` is the scale-down runbook: store the backlog queued for this replica's
         session, then unsubscribe, finish what is in flight and end the session, so the broker
         stops keeping a share of the traffic for a replica that will not come back."""
-        self._pool.open(wait=False)
-        self._wait_for_database(stop)
-        with self._pool.connection() as conn:
-            self._flavour = installed_flavour(conn)
-            self._load_fences(conn)
+        try:
+            # The store is open (the database reached, every fence loaded) before we subscribe.
+            if self._store.open(stop):
+                self._receive(stop, leave_group)
+        finally:
+            self._store.close()
+            # The main lane's line keeps its historical form ("stopped: Counters(…)").
+            tag = " (alarms lane)" if self.lane is Lane.ALARMS else ""
+            log.info("stopped%s: %s", tag, self.counters)
+
+    def _receive(self, stop: threading.Event, leave_group: bool) -> None:
         t = self._target
         self._client.connect_async(
             t.host,
@@ -282,13 +245,10 @@ class Ingestor:
             properties=self._connect_properties(),
         )
         self._client.loop_start()
-        next_maintenance = 0.0
         next_report = time.monotonic() + 10
         try:
             while not stop.is_set():
-                if self.lane is not Lane.ALARMS and time.monotonic() >= next_maintenance:
-                    self._maintenance()
-                    next_maintenance = time.monotonic() + MAINTENANCE_EVERY_S
+                self._store.housekeeping()
                 batch = self._collect()
                 if batch:
                     self._handle(batch, stop)
@@ -296,9 +256,6 @@ class Ingestor:
                     break
                 if time.monotonic() >= next_report:
                     log.info("%s", self.counters)
-                    self._report_floods()
-                    if self._flood is not None:
-                        self._flood.forget_refilled(time.time())
                     next_report = time.monotonic() + 10
             if leave_group:
                 self._leave_group()
@@ -308,38 +265,6 @@ class Ingestor:
                 self._room.notify_all()
             self._client.disconnect(properties=self._disconnect_properties(leave_group))
             self._client.loop_stop()
-            self._pool.close()
-            self._report_floods()
-            # The main lane's line keeps its historical form ("stopped: Counters(…)").
-            tag = " (alarms lane)" if self.lane is Lane.ALARMS else ""
-            log.info("stopped%s: %s", tag, self.counters)
-
-    def _load_fences(self, conn: psycopg.Connection) -> None:
-        """Every fence, before the first message: the first batch must not wait for (nor a
-        restart hide) the cache's load, which takes seconds with a large fleet."""
-        if self._fences is None:
-            return
-        t0 = time.monotonic()
-        self._fences.refresh(conn, force=True)
-        conn.commit()
-        log.info(
-            "fence cache: %d fences (version %d) in %.1f s",
-            len(self._fences.index),
-            self._fences.version,
-            time.monotonic() - t0,
-        )
-
-    def _report_floods(self) -> None:
-        report = self._flood.take_report() if self._flood is not None else None
-        if report:
-            top = ", ".join(f"{d} ×{n}" for d, n in report.most_common(5))
-            log.warning(
-                "flood limit: %d messages from %d devices dead-lettered as rate_limited"
-                " since the last report (%s)",
-                report.total(),
-                len(report),
-                top,
-            )
 
     def _idle_for(self, seconds: float) -> bool:
         return time.monotonic() - self._last_message_at >= seconds
@@ -383,106 +308,17 @@ class Ingestor:
                 self._arrived.wait(left)
 
     def _handle(self, batch: list[Inbound], stop: threading.Event) -> None:
-        """Store the batch, retrying while the database is away, then confirm it."""
-        # Decoded once, whatever the retries: decoding needs nothing but the messages.
-        received = decode_all((b.received for b in batch), self.topics, self.limits)
-        delay = 0.5
-        while True:
-            try:
-                plan = self._store_or_split(received)
-                break
-            except FenceConflict as err:
-                self.counters.fence_conflicts += 1
-                log.info("%s; retrying the batch with fresh fence states", err)
-                continue
-            except psycopg.OperationalError as err:
-                self.counters.store_retries += 1
-                log.warning("database unavailable (%s); retrying in %.1f s", err, delay)
-            if stop.wait(delay):
-                self._release(len(batch))
-                return  # unacked: the broker redelivers to our session after restart
-            delay = min(delay * 2, 10.0)
-        self._confirm(batch, plan)
+        """Store the batch (the store retries while the database is away), then confirm it."""
+        stored = self._store.store([b.received for b in batch], stop)
+        if stored is None:
+            self._release(len(batch))
+            return  # unacked: the broker redelivers to our session after restart
+        self.counters.add(stored.counts)
+        self._confirm(batch, stored)
 
-    def _store_or_split(self, received: list[Decoded]) -> BatchPlan:
-        """A batch that fails for a reason other than the connection is stored message by
-        message, and the message that fails alone is dead-lettered with the database's error,
-        rather than retrying a poison batch forever."""
-        try:
-            return self._store(received)
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error as err:
-            log.error("batch failed (%s); storing its messages one by one", err)
-        merged = BatchPlan()
-        for r in received:
-            try:
-                plan = self._store([r])
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as err:
-                reason = f"could not be stored: {type(err).__name__}: {err}"[:500]
-                m = r.received
-                plan = plan_batch([Rejected(m.topic, None, m.payload, reason, m.received_at)])
-                with self._pool.connection() as conn:
-                    self._count(store_batch(conn, plan), 1)
-            merged.alarms.extend(plan.alarms)
-        return merged
-
-    def _store(self, received: list[Decoded]) -> BatchPlan:
-        with self._pool.connection(timeout=CONNECT_WAIT_S) as conn:
-            access = self._access.lookup(conn, topic_devices(received))
-            conn.commit()
-            if self._fences is not None:
-                self._fences.refresh(conn)
-                conn.commit()
-            flood = self._flood.trial() if self._flood is not None else None
-            plan = prepare_batch(received, access, flood)
-            self._ensure_partitions(conn, plan)
-            result = store_batch(conn, plan, self._fence_step, self._alert_step)
-        if flood is not None:
-            flood.commit()  # only now: a retried batch must not be charged twice
-            self.counters.rate_limited += flood.limited.total()
-        self._count(result, len(received))
-        return plan
-
-    def _fence_step(self, conn: psycopg.Connection, plan: BatchPlan) -> FenceOutcome:
-        if self._fences is None:
-            return FenceOutcome()
-        return apply_fences(conn, plan, self._fences.index, self._access.wearer_of)
-
-    def _alert_step(self, conn: psycopg.Connection, plan: BatchPlan, events: NewEvents) -> int:
-        return apply_alerts(
-            conn,
-            plan,
-            events,
-            self._access.wearer_of,
-            bad_fix_accuracy_m=self.settings.alert_bad_fix_accuracy_m,
-        )
-
-    def _ensure_partitions(self, conn: psycopg.Connection, plan: BatchPlan) -> None:
-        if self._flavour is not Flavour.PLAIN:
-            return
-        days = plan.fix_days - self._known_days
-        if days:
-            ensure_day_partitions(conn, days)
-            self._known_days |= days
-
-    def _count(self, result: StoreResult, messages: int) -> None:
-        c = self.counters
-        c.messages += messages
-        c.batches += 1
-        c.fixes_new += result.fixes_new
-        c.fixes_duplicate += result.fixes_duplicate
-        c.alarms_new += result.alarms_new
-        c.dead_letters += result.dead_letters
-        c.fence_decisions += result.fences.decisions
-        c.fence_events += result.fences.transitions
-        c.alerts_opened += result.alerts_opened
-
-    def _confirm(self, batch: list[Inbound], plan: BatchPlan) -> None:
+    def _confirm(self, batch: list[Inbound], stored: Stored) -> None:
         """Stage 5: receipts for committed alarms, then MQTT acks (current connection only)."""
-        for device_id, seqs in plan.receipts().items():
+        for device_id, seqs in stored.receipts.items():
             receipt = AlarmReceipt(id=uuid.uuid4().hex[:16], seqs=sorted(set(seqs)))
             self._client.publish(
                 self.topics.command(device_id), receipt.model_dump_json().encode(), qos=1
@@ -502,30 +338,6 @@ class Ingestor:
         with self._room:
             self._held -= n
             self._room.notify_all()
-
-    def _maintenance(self) -> None:
-        try:
-            with self._pool.connection() as conn:
-                ensure_partitions_around_now(
-                    conn, self._flavour, days_ahead=self.settings.partition_days_ahead
-                )
-                dropped = apply_retention(conn, self._flavour, self.settings.retention_days)
-                if dropped:
-                    log.info("retention dropped %s", ", ".join(dropped))
-        except psycopg.Error as err:
-            log.warning("maintenance skipped: %s", err)
-
-    def _wait_for_database(self, stop: threading.Event) -> None:
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                with self._pool.connection(timeout=5) as conn:
-                    conn.execute("SELECT 1")
-                return
-            except Exception as err:
-                log.warning("waiting for the database: %s", err)
-                stop.wait(delay)
-                delay = min(delay * 2, 10.0)
 
 
 def receive_maximum(settings: Settings) -> int:

@@ -1,0 +1,138 @@
+"""The batch store (batch_store.py) in a child process of the ingestor, behind a pipe.
+
+Why a process: paho's network thread and the batch loop of one Python process share one GIL,
+and profiles showed each slowing the other (docs/performance.md): one process stored about
+half of what the broker could deliver. With the store in a child, the parent only reads MQTT,
+batches, acknowledges and sends receipts, and the child decodes, decides fences and writes;
+they run on two cores. The protocol is one batch at a time: the parent sends the received
+messages, the child answers with what to confirm (``Stored``), or None when it gave up
+because the ingestor is stopping. Nothing is acknowledged that the child did not commit.
+
+The child is forked while the ingestor still has a single thread (``start``), so it shares
+the parent's imported modules instead of importing them again; it ignores SIGINT and SIGTERM
+and stops when the parent says so (``close``) or goes away (its pipe ends).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from services.ingestor.batch_store import BatchStore, Stored
+from services.ingestor.pipeline import Received
+from services.settings import Settings
+
+log = logging.getLogger("anxin.ingestor")
+POLL_S = 0.2  # how often a waiting parent looks at its stop event and at the child
+CLOSE_WAIT_S = 30.0
+
+
+class StoreProcessDied(RuntimeError):
+    """The child ended without answering: the ingestor stops (unacknowledged messages are
+    redelivered to its session when it is restarted)."""
+
+
+class StoreProcess:
+    """``BatchStore``'s interface (open, store, housekeeping, close), in a child process."""
+
+    def __init__(self, settings: Settings, takes_fixes: bool) -> None:
+        self.settings = settings
+        self.takes_fixes = takes_fixes
+        self._proc: Any = None
+        self._pipe: Connection | None = None
+        self._stop: Any = None
+
+    def start(self) -> None:
+        """Start the child (once). Forked if this process has one thread (a fork copies only
+        the calling thread, so a lock another thread held would stay held in the child);
+        spawned otherwise."""
+        if self._proc is not None:
+            return
+        ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
+        self._pipe, child_end = ctx.Pipe()
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(child_end, self.settings, self.takes_fixes, self._stop, log.getEffectiveLevel()),
+            name="anxin-ingest-store",
+            daemon=True,  # never outlives the ingestor
+        )
+        self._proc.start()
+        child_end.close()
+        log.info("store process %d started", self._proc.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def open(self, stop: threading.Event) -> bool:
+        self.start()
+        return self._answer(stop) == "ready"
+
+    def store(self, received: list[Received], stop: threading.Event) -> Stored | None:
+        assert self._pipe is not None, "open() first"
+        self._pipe.send(received)
+        answer = self._answer(stop)
+        assert answer is None or isinstance(answer, Stored), answer
+        return answer
+
+    def housekeeping(self) -> None:
+        """The child does its own, between batches."""
+
+    def close(self) -> None:
+        if self._proc is None or self._pipe is None:
+            return
+        with contextlib.suppress(OSError):  # already gone
+            self._pipe.send(None)
+        self._proc.join(CLOSE_WAIT_S)
+        if self._proc.is_alive():
+            log.error("store process did not stop in %.0f s; terminating it", CLOSE_WAIT_S)
+            self._proc.terminate()
+            self._proc.join(5)
+        self._pipe.close()
+
+    def _answer(self, stop: threading.Event) -> Any:
+        """The child's next answer. While waiting, pass a stop on (the child then gives up
+        retrying a batch during a database outage) and notice the child's death."""
+        assert self._pipe is not None
+        while not self._pipe.poll(POLL_S):
+            if stop.is_set():
+                self._stop.set()
+            if not self._proc.is_alive():
+                break
+        try:
+            return self._pipe.recv()
+        except (EOFError, OSError) as err:
+            code = self._proc.exitcode
+            raise StoreProcessDied(f"the store process ended (exit code {code})") from err
+
+
+def _serve(pipe: Connection, settings: Settings, takes_fixes: bool, stop: Any, level: int) -> None:
+    """The child: open the store, then answer each batch until told to close."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not logging.getLogger().handlers:  # spawned: forked children keep the parent's
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = BatchStore(settings, takes_fixes)
+    try:
+        pipe.send("ready" if store.open(stop) else "stopped")
+        while True:
+            store.housekeeping()
+            if not pipe.poll(1.0):
+                continue
+            received = pipe.recv()
+            if received is None:
+                return
+            pipe.send(store.store(received, stop))
+    except (EOFError, BrokenPipeError):
+        log.warning("store process: the ingestor went away; stopping")
+    except Exception:
+        log.exception("store process failed")
+        raise
+    finally:
+        store.close()
