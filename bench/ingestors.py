@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procstat import child_pids, cpu_seconds, peak_rss_mb
+from bench.procstat import cpu_seconds, peak_rss_mb
 from bench.publish import mqtt_client, wait_connected
-from tests.support.procs import AnxinProcess, anxin_env
+from tests.support.procs import AnxinProcess, anxin_env, descendants
 
 SUBSCRIBE_TIMEOUT_S = 300.0  # the main lane subscribes once every fence is loaded
 
@@ -74,7 +74,7 @@ class Replicas:
         for i, p in enumerate(self.procs, 1):
             if p.proc:
                 out[f"ingestor_{i}"] = p.proc.pid
-                for j, child in enumerate(child_pids(p.proc.pid)):
+                for j, child in enumerate(sorted(descendants(p.proc.pid))):
                     out[f"ingestor_{i}_store" + (f"_{j}" if j else "")] = child
         return out
 

@@ -48,21 +48,6 @@ def command_line(pid: int, limit: int = 80) -> str:
     return text[:limit] or "?"
 
 
-def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (an ingestor's store process)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(text[text.rfind(")") + 2 :].split()[1]) == pid:
-            out.append(int(entry.name))
-    return sorted(out)
-
-
 def peak_rss_mb(pid: int) -> float:
     return status_kb(pid, "VmHWM") / 1024
 

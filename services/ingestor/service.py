@@ -22,6 +22,7 @@ in a child process (store_process.py), so that reading MQTT and storing do not s
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -129,6 +130,11 @@ class Ingestor:
         self._generation = 0
         self._last_message_at = time.monotonic()
         self._client = self._make_client()
+        # The main lane's batches in flight to the store process (store_process.py).
+        self._window = threading.Semaphore(StoreProcess.WINDOW)
+        self._awaiting: queue.Queue[list[Inbound] | None] = queue.Queue()
+        self._confirmer: threading.Thread | None = None
+        self._store_failure: BaseException | None = None
 
     def start_store(self) -> None:
         """Start the store process now (``run`` does it otherwise): see run_ingestor."""
@@ -245,6 +251,11 @@ class Ingestor:
             properties=self._connect_properties(),
         )
         self._client.loop_start()
+        if isinstance(self._store, StoreProcess):
+            self._confirmer = threading.Thread(
+                target=self._confirm_answers, args=(self._store, stop), name="confirm"
+            )
+            self._confirmer.start()
         next_report = time.monotonic() + 10
         try:
             while not stop.is_set():
@@ -260,6 +271,7 @@ class Ingestor:
             if leave_group:
                 self._leave_group()
         finally:
+            self._drain()
             with self._room:  # a network thread waiting for room must not block the exit
                 self._closing = True
                 self._room.notify_all()
@@ -286,6 +298,7 @@ class Ingestor:
             if batch:
                 self._handle(batch, threading.Event())
                 quiet_until = time.monotonic() + 0.5
+        self._drain()
         log.info("left the subscription group; in-flight messages stored and acknowledged")
 
     def _collect(self) -> list[Inbound]:
@@ -308,8 +321,45 @@ class Ingestor:
                 self._arrived.wait(left)
 
     def _handle(self, batch: list[Inbound], stop: threading.Event) -> None:
-        """Store the batch (the store retries while the database is away), then confirm it."""
-        stored = self._store.store([b.received for b in batch], stop)
+        """Store the batch (the store retries while the database is away), then confirm it:
+        here for the alarm lane; for the main lane the store process's answer is awaited by
+        the confirming thread, while this one collects and sends the next batch."""
+        received = [b.received for b in batch]
+        if isinstance(self._store, BatchStore):
+            self._finish(batch, self._store.store(received, stop))
+            return
+        while not self._window.acquire(timeout=0.2):
+            self._raise_if_store_failed()
+        self._awaiting.put(batch)
+        self._store.send(received)
+
+    def _confirm_answers(self, store: StoreProcess, stop: threading.Event) -> None:
+        """The confirming thread: each answer of the store process, in order, for the batch
+        that is oldest in flight. Ends at the None put by ``_drain``."""
+        try:
+            while (batch := self._awaiting.get()) is not None:
+                self._finish(batch, store.receive(stop))
+                self._window.release()
+        except BaseException as err:
+            log.error("confirming stopped: %s", err)
+            self._store_failure = err
+            stop.set()
+
+    def _raise_if_store_failed(self) -> None:
+        if self._store_failure is not None:
+            raise self._store_failure
+
+    def _drain(self) -> None:
+        """Wait for every batch in flight to be answered (stored and confirmed, or given up
+        because we are stopping)."""
+        if self._confirmer is None:
+            return
+        self._awaiting.put(None)
+        self._confirmer.join()
+        self._confirmer = None
+        self._raise_if_store_failed()
+
+    def _finish(self, batch: list[Inbound], stored: Stored | None) -> None:
         if stored is None:
             self._release(len(batch))
             return  # unacked: the broker redelivers to our session after restart

@@ -4,9 +4,10 @@ Why a process: paho's network thread and the batch loop of one Python process sh
 and profiles showed each slowing the other (docs/performance.md): one process stored about
 half of what the broker could deliver. With the store in a child, the parent only reads MQTT,
 batches, acknowledges and sends receipts, and the child decodes, decides fences and writes;
-they run on two cores. The protocol is one batch at a time: the parent sends the received
-messages, the child answers with what to confirm (``Stored``), or None when it gave up
-because the ingestor is stopping. Nothing is acknowledged that the child did not commit.
+they run on two cores. The protocol: the parent sends a batch's received messages, the child
+answers, in order, with what to confirm (``Stored``), or None when it gave up because the
+ingestor is stopping; the parent sends the next batch before the answer comes (at most
+``WINDOW`` unanswered). Nothing is acknowledged that the child did not commit.
 
 The child is forked while the ingestor still has a single thread (``start``), so it shares
 the parent's imported modules instead of importing them again; it ignores SIGINT and SIGTERM
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -38,7 +40,11 @@ class StoreProcessDied(RuntimeError):
 
 
 class StoreProcess:
-    """``BatchStore``'s interface (open, store, housekeeping, close), in a child process."""
+    """A ``BatchStore`` in a child process: ``open`` and ``close`` as it, and ``store`` split
+    in two, ``send`` and ``receive``, so that the next batch is in the pipe while the child
+    stores this one and the child never waits for the parent."""
+
+    WINDOW = 2  # batches handed over and not yet answered, at most
 
     def __init__(self, settings: Settings, takes_fixes: bool) -> None:
         self.settings = settings
@@ -58,7 +64,14 @@ class StoreProcess:
         self._stop = ctx.Event()
         self._proc = ctx.Process(
             target=_serve,
-            args=(child_end, self.settings, self.takes_fixes, self._stop, log.getEffectiveLevel()),
+            args=(
+                child_end,
+                self._pipe,
+                self.settings,
+                self.takes_fixes,
+                self._stop,
+                log.getEffectiveLevel(),
+            ),
             name="anxin-ingest-store",
             daemon=True,  # never outlives the ingestor
         )
@@ -74,9 +87,14 @@ class StoreProcess:
         self.start()
         return self._answer(stop) == "ready"
 
-    def store(self, received: list[Received], stop: threading.Event) -> Stored | None:
+    def send(self, received: list[Received]) -> None:
+        """Hand a batch over; its answer comes from ``receive``, answers in sending order.
+        The caller keeps at most ``WINDOW`` batches unanswered."""
         assert self._pipe is not None, "open() first"
         self._pipe.send(received)
+
+    def receive(self, stop: threading.Event) -> Stored | None:
+        """The answer for the oldest batch sent and not yet answered."""
         answer = self._answer(stop)
         assert answer is None or isinstance(answer, Stored), answer
         return answer
@@ -112,8 +130,18 @@ class StoreProcess:
             raise StoreProcessDied(f"the store process ended (exit code {code})") from err
 
 
-def _serve(pipe: Connection, settings: Settings, takes_fixes: bool, stop: Any, level: int) -> None:
-    """The child: open the store, then answer each batch until told to close."""
+def _serve(
+    pipe: Connection,
+    parent_end: Connection,
+    settings: Settings,
+    takes_fixes: bool,
+    stop: Any,
+    level: int,
+) -> None:
+    """The child: open the store, then answer each batch until told to close, or until the
+    parent is gone (killed: its end of the pipe closes, and this process is re-parented)."""
+    parent_end.close()  # a fork copies it: held here, our end would never see the parent go
+    parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not logging.getLogger().handlers:  # spawned: forked children keep the parent's
@@ -121,7 +149,7 @@ def _serve(pipe: Connection, settings: Settings, takes_fixes: bool, stop: Any, l
     store = BatchStore(settings, takes_fixes)
     try:
         pipe.send("ready" if store.open(stop) else "stopped")
-        while True:
+        while os.getppid() == parent:
             store.housekeeping()
             if not pipe.poll(1.0):
                 continue
@@ -129,6 +157,7 @@ def _serve(pipe: Connection, settings: Settings, takes_fixes: bool, stop: Any, l
             if received is None:
                 return
             pipe.send(store.store(received, stop))
+        log.warning("store process: the ingestor went away; stopping")
     except (EOFError, BrokenPipeError):
         log.warning("store process: the ingestor went away; stopping")
     except Exception:

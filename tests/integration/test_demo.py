@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.procs import ROOT, free_port
+from tests.support.procs import ROOT, alive, descendants, free_port
 from tests.support.stack import wait_for
 
 
@@ -21,30 +21,6 @@ def _get(url: str, token: str) -> dict:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process whose ancestry leads to ``pid`` (zombies are not alive)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            parents[int(entry.name)] = int(fields[1])
-    out: set[int] = set()
-    for p in parents:
-        q = p
-        while q in parents and q not in (0, 1):
-            q = parents[q]
-            if q == pid:
-                out.add(p)
-                break
-    return out
 
 
 def test_demo_runs_everything_embedded_and_stops_clean(tmp_path: Path) -> None:
@@ -85,24 +61,16 @@ def test_demo_runs_everything_embedded_and_stops_clean(tmp_path: Path) -> None:
         me = _get(f"{base}/v1/me", access)
         feed = _get(f"{base}/v1/contacts/{me['contact_id']}/alerts", access)
         assert set(feed["counts"]) == {"total", "critical", "high", "medium", "low"}
-        children = _descendants(demo.pid)
+        children = descendants(demo.pid)
         assert len(children) >= 5  # broker, database, ingestor, notifier, API, simulator
     finally:
         demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
         code = demo.wait(60)
     assert code == 0, log_path.read_text()[-3000:]
     time.sleep(0.5)
-    alive = [p for p in children if Path(f"/proc/{p}").exists() and _alive(p)]
-    assert alive == [], f"left running: {alive}"
+    left = [p for p in children if Path(f"/proc/{p}").exists() and alive(p)]
+    assert left == [], f"left running: {left}"
     # PostgreSQL daemonises (its parent is init, not the demo): it must have shut down too.
     pidfiles = list((tmp_path / "var").rglob("postmaster.pid"))
     assert pidfiles == [], "embedded PostgreSQL still running"
     assert (tmp_path / "var" / "postgres").is_dir()  # it did run, embedded
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -16,7 +16,7 @@ from services.api.app import create_app
 from services.settings import Settings
 from services.storage.provisioning import seed_demo
 from tests.support.broker import MosquittoProcess
-from tests.support.procs import AnxinProcess, anxin_env
+from tests.support.procs import AnxinProcess, alive, anxin_env, descendants
 from tests.support.stack import count, start_ingestor, wait_for
 
 
@@ -90,7 +90,12 @@ def test_sigkilled_ingestor_loses_no_alarm_and_no_fix(
                   "--fixes", "40", "--sos-every", "0.2", "--drain-timeout", "90")  # fmt: skip
     try:
         wait_for(lambda: count(db_url, "SELECT count(*) FROM alarms") >= 3, 30, "first alarms")
+        assert ingestor.proc is not None
+        store_processes = descendants(ingestor.proc.pid)
+        assert len(store_processes) == 1  # the main lane's store process
         ingestor.kill()  # SIGKILL mid-stream: unacked messages stay with the broker
+        # ... and its store process, which ignores SIGTERM, follows it by itself.
+        wait_for(lambda: not any(alive(p) for p in store_processes), 10, "store process gone")
         stored_before = count(db_url, "SELECT count(*) FROM positions")
         time.sleep(2)  # watches keep publishing to a session with nobody at home
         ingestor = start_ingestor(tmp_path, broker.url, db_url, topic_prefix)

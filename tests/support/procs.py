@@ -12,6 +12,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process whose ancestry leads to ``pid`` (zombies are not alive)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    out: set[int] = set()
+    for p in parents:
+        q = p
+        while q in parents and q not in (0, 1):
+            q = parents[q]
+            if q == pid:
+                out.add(p)
+                break
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
