@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procstat import cpu_seconds, peak_rss_mb
+from bench.procstat import cpu_seconds, peak_rss_mb, pss_mb
 from bench.publish import mqtt_client, wait_connected
 from tests.support.procs import AnxinProcess, anxin_env, descendants
 
@@ -32,6 +32,7 @@ class Replicas:
         settings: dict[str, str],
     ) -> None:
         self.client_ids = [f"{prefix}-{phase}-ingestor-{i}" for i in range(1, n + 1)]
+        self.max_pss_mb: dict[str, float] = {}  # per replica, the most seen by sample_pss
         self.procs = [
             AnxinProcess(
                 ["ingest"],
@@ -84,14 +85,25 @@ class Replicas:
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids.values())
 
+    def sample_pss(self) -> None:
+        """Note each replica's PSS (its processes added up) if it is the most seen yet."""
+        for replica, pids in self._by_replica().items():
+            try:
+                total = sum(pss_mb(pid) for pid in pids)
+            except OSError:
+                continue  # a process just ended
+            self.max_pss_mb[replica] = max(self.max_pss_mb.get(replica, 0.0), round(total, 1))
+
+    def _by_replica(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for name, pid in self.pids.items():
+            out.setdefault("_".join(name.split("_")[:2]), []).append(pid)
+        return out
+
     def peak_rss_mb(self) -> list[float]:
         """Per replica, the sum of its processes' peaks (an upper bound: pages the fork
         shares are counted in each)."""
-        out: dict[str, float] = {}
-        for name, pid in self.pids.items():
-            replica = "_".join(name.split("_")[:2])
-            out[replica] = out.get(replica, 0.0) + peak_rss_mb(pid)
-        return [round(v, 1) for v in out.values()]
+        return [round(sum(map(peak_rss_mb, pids)), 1) for pids in self._by_replica().values()]
 
     def stop(self) -> list[dict[str, Any]]:
         """SIGTERM each replica; return what each said in its final ``stopped:`` line."""

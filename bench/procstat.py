@@ -48,6 +48,16 @@ def command_line(pid: int, limit: int = 80) -> str:
     return text[:limit] or "?"
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: the process's own pages plus its share of pages it shares (a
+    forked child's copy-on-write pages count half in each), so the PSS of several processes
+    adds up to the memory they occupy together, which their RSS overstates."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError("Pss")
+
+
 def peak_rss_mb(pid: int) -> float:
     return status_kb(pid, "VmHWM") / 1024
 

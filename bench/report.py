@@ -19,13 +19,18 @@ def _div(a: float | None, b: float | None) -> float | None:
 def ratios(result: dict[str, Any]) -> dict[str, float | None]:
     q0 = _rate(result, "broker_qos0", "msgs_per_s")
     q1 = _rate(result, "broker_qos1", "msgs_per_s")
+    q1_after = _rate(result, "broker_qos1_after", "msgs_per_s")
+    reference = (q1 + q1_after) / 2 if q1 is not None and q1_after is not None else q1
     naive = _rate(result, "naive", "fixes_per_s")
     one = _rate(result, "ingest_1", "fixes_per_s")
     two = _rate(result, "ingest_2", "fixes_per_s")
     batches = _rate(result, "batches", "fixes_per_s")
     return {
-        "ingest_1_to_broker_qos1": _div(one, q1),
-        "ingest_2_to_broker_qos1": _div(two, q1),
+        # The QoS 1 ceiling measured before and after the ingest phases, averaged.
+        "broker_qos1_reference": round(reference, 1) if reference is not None else None,
+        "ingest_1_to_broker_qos1": _div(one, reference),
+        "ingest_2_to_broker_qos1": _div(two, reference),
+        "broker_qos1_after_to_before": _div(q1_after, q1),
         "ingest_2_to_ingest_1": _div(two, one),
         "ingest_1_to_naive": _div(one, naive),
         "ingest_2_to_naive": _div(two, naive),
@@ -61,7 +66,8 @@ def table(result: dict[str, Any]) -> str:
             "stored/published")  # fmt: skip
     rows: list[tuple[str, ...]] = [cols]
     for key, label in (("broker_qos0", "broker ceiling, QoS 0"),
-                       ("broker_qos1", "broker ceiling, QoS 1")):  # fmt: skip
+                       ("broker_qos1", "broker ceiling, QoS 1"),
+                       ("broker_qos1_after", "  again, after the ingest")):  # fmt: skip
         s = result.get(key)
         if s:
             rows.append((label, f"{_n(s['msgs_per_s'])} msg/s", "", "", "", "", "",
@@ -103,10 +109,18 @@ def table(result: dict[str, Any]) -> str:
             f" (heap {_n(st['heap_bytes_per_fix'])} + indexes {_n(st['index_bytes_per_fix'])};"
             f" {st['fixes']:,} fixes, {st['total_bytes'] / 2**20:,.1f} MiB)"
         )
+    pss = result.get("ingest_1", {}).get("ingestor_max_pss_mb")
+    if pss:
+        lines.append(
+            f"one ingestor's memory: peak RSS of its two processes added up"
+            f" {_n(result['ingest_1']['ingestor_peak_rss_mb'][0])} MB (pages the fork shares"
+            f" counted twice); PSS, what they occupy together, at most {_n(pss[0])} MB"
+        )
     load = result.get("ingest_1", {}).get("ingestor_fence_load_s")
     if load and load[0] is not None:
         lines.append(f"fence cache loaded at start-up in {load[0]:.1f} s (before subscribing)")
-    for key in ("broker_qos0", "broker_qos1", "ingest_1", "ingest_2", "batches"):
+    for key in ("broker_qos0", "broker_qos1", "ingest_1", "ingest_2", "batches",
+                "broker_qos1_after"):  # fmt: skip
         cpu = result.get(key, {}).get("cpu_s", {})
         # /proc's per-process and machine counters disagree by up to ~1.5 s on a busy phase.
         if cpu.get("machine_busy_s") and cpu.get("other_s", 0) > max(
@@ -120,6 +134,12 @@ def table(result: dict[str, Any]) -> str:
                 f" {cpu['machine_busy_s']:.1f} CPU s spent during the phase: figures disturbed"
                 + (f"\n  busiest: {who}" if who else "")
             )
+    if r.get("broker_qos1_after_to_before"):
+        lines.append(
+            f"ingest compared with the mean of the two QoS 1 ceilings,"
+            f" {_n(r['broker_qos1_reference'])} msg/s (after/before"
+            f" {_x(r['broker_qos1_after_to_before'])})"
+        )
     if r.get("ingest_2_to_ingest_1"):
         lines.append(f"two replicas vs one: {_x(r['ingest_2_to_ingest_1'])}")
     lines.append(f"run took {result.get('duration_s')} s; command: {result.get('command')}")

@@ -38,7 +38,7 @@ from bench.db import bench_database, scalar, server_version
 from bench.ingestors import Replicas, final_counters
 from bench.machine import ROOT, machine_info
 from bench.payloads import walk_point
-from bench.procstat import MachineCpu, cpu_seconds, peak_rss_mb, status_kb
+from bench.procstat import MachineCpu, cpu_seconds, status_kb
 from bench.publish import mqtt_client, wait_connected
 from bench.run import add_fences_option
 from services.protocol import Fix, Topics, UplinkKind
@@ -229,17 +229,18 @@ def stored_fixes(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def sample(t0: float, pubs: Publishers, conn: psycopg.Connection, pid: int,
+def sample(t0: float, pubs: Publishers, conn: psycopg.Connection, pids: list[int],
            cpu_before: tuple[float, float, MachineCpu]) -> dict[str, Any]:  # fmt: skip
+    """``pids``: the ingestor's processes (it and its store process), added up."""
     now = time.monotonic()
-    cpu, machine = cpu_seconds(pid), MachineCpu.now()
+    cpu, machine = sum(cpu_seconds(p) for p in pids), MachineCpu.now()
     acked, stored = pubs.acked_total(), stored_fixes(conn)
     return {
         "t_s": round(now - t0, 1),
         "published": acked,
         "stored": stored,
         "lag": acked - stored,
-        "rss_mb": round(status_kb(pid, "VmRSS") / 1024, 1),
+        "rss_mb": round(sum(status_kb(p, "VmRSS") for p in pids) / 1024, 1),
         "cpu_pct": round(100 * (cpu - cpu_before[0]) / max(now - cpu_before[1], 1e-6), 1),
         # The whole box (all cores = 100): other people's work shows here, not in cpu_pct.
         "machine_busy_pct": round(100 * machine.busy_fraction_since(cpu_before[2]), 1),
@@ -330,17 +331,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pubs = None
         try:
             reps.start()
-            pid = reps.pids["ingestor_1"]
+            pids = list(reps.pids.values())
             pubs = Publishers(args.publishers, broker, prefix, args.devices, rate, seconds)
             with psycopg.connect(db, autocommit=True) as conn:
                 t0 = time.monotonic()
                 pubs.start()
-                samples, cpu_before = [], (cpu_seconds(pid), t0, MachineCpu.now())
+                samples, cpu_before = [], (sum(map(cpu_seconds, pids)), t0, MachineCpu.now())
                 while not pubs.finished() and time.monotonic() - t0 < seconds + 90:
                     time.sleep(max(0.0, t0 + (len(samples) + 1) * args.sample_s - time.monotonic()))
                     if not reps.alive():
                         raise RuntimeError(f"the ingestor died:\n{reps.logs_tail()}")
-                    s = sample(t0, pubs, conn, pid, cpu_before)
+                    s = sample(t0, pubs, conn, pids, cpu_before)
                     cpu_before = s.pop("_cpu")
                     samples.append(s)
                     print(f"{s['t_s']:>6.0f}s published {s['published']:>9,} stored"
@@ -354,7 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         break
                     time.sleep(0.5)
                 drain_s = round(time.monotonic() - drain_start, 2)
-            result["peak_rss_mb"] = round(peak_rss_mb(pid), 1)
+            result["peak_rss_mb"] = reps.peak_rss_mb()[0]
         finally:
             if pubs is not None:
                 pubs.stop()

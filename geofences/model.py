@@ -1,7 +1,9 @@
 """What a fence is, and what the decision engine remembers per (device, fence).
 
 Plain frozen dataclasses with no I/O: the API, the CLI, the ingestor and the tests all build
-and read these, and only these. ``slots=True``: the ingestor's fence cache holds one ``Fence``
+and read these, and only these. What the ingestor makes once a fix or a stored state (a fix's
+sample, a device's fix, a state) are named tuples instead: made in about a third of the time,
+and as immutable. ``slots=True``: the ingestor's fence cache holds one ``Fence``
 per fence (300,000 for a fleet of 100,000), and a slotted instance is about half the size of
 one with a ``__dict__``; nothing here relies on ``__dict__``.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class FenceKind(StrEnum):
@@ -71,8 +73,7 @@ class Fence:
     version: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class FenceState:
+class FenceState(NamedTuple):
     """What the engine remembers per (device, fence) between fixes.
 
     ``inside`` is the last definite membership, or the good state assumed when the fence's
@@ -88,8 +89,7 @@ class FenceState:
     version: int = 0  # compare-and-set token for the store; the engine never changes it
 
 
-@dataclass(frozen=True, slots=True)
-class FixSample:
+class FixSample(NamedTuple):
     """The part of a fix the fence engine needs."""
 
     t: datetime
@@ -110,8 +110,7 @@ class Decision:
     ignored: str | None = None  # why the fix drove nothing (late, too inaccurate), if it did not
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceFix:
+class DeviceFix(NamedTuple):
     """A fix of one device, for a batch decision."""
 
     device_id: str

@@ -109,7 +109,7 @@ def test_a_walk_whose_accuracy_circle_stays_margin_inside_never_exits(
         if d <= fence.margin_m:
             continue  # too close to the edge (or in a hole) for any accuracy circle to fit
         acc = min(data.draw(st.floats(0.0, 300.0)), d - fence.margin_m)
-        walk.append(dataclasses.replace(fix, acc=acc))
+        walk.append(fix._replace(acc=acc))
     prior = data.draw(st.sampled_from([FenceState(), FenceState(inside=True, since=T0)]))
     _, fired = replay(fence, cf, walk, prior)
     assert Transition.EXIT not in [tr for tr, _ in fired]
@@ -183,7 +183,7 @@ def test_a_real_crossing_and_a_stay_fire_exactly_one_transition(
         fixes.append(sample(cf, *honest(data.draw, *end, acc), at(t), acc)[0])
     long_enough = fixes[first_stay].t + timedelta(seconds=fence.dwell_s)
     if fixes[-1].t < long_enough:  # the stay lasts at least the dwell
-        fixes[-1] = dataclasses.replace(fixes[-1], t=long_enough)
+        fixes[-1] = fixes[-1]._replace(t=long_enough)
     _, fired = replay(fence, cf, fixes)
     assert [tr for tr, _ in fired] == [Transition.EXIT if leaving else Transition.ENTER]
 

@@ -64,8 +64,9 @@ def _short(value: object, limit: int = 60) -> str:
 
 def time_problem(t: datetime, received_at: datetime, limits: Limits) -> str | None:
     """Why a device time cannot order a fix, or None if it is plausible."""
-    ahead = (t - received_at).total_seconds()
-    if ahead > limits.max_future_skew.total_seconds():
+    ahead_by = t - received_at  # timedeltas compared as they are: this runs for every fix
+    if ahead_by > limits.max_future_skew:
+        ahead = ahead_by.total_seconds()
         return (
             f"device time {t.isoformat()} is {ahead:.0f} s ahead of the server clock"
             f" (limit {limits.max_future_skew.total_seconds():.0f} s)"

@@ -102,7 +102,8 @@ def apply_fences(
         " FROM fence_state WHERE device_id = ANY(%s)",
         (devices,),
     ).fetchall()
-    states = {(r[0], r[1]): FenceState(*r[2:]) for r in rows}
+    make = FenceState._make
+    states = {(r[0], r[1]): make(r[2:]) for r in rows}
     result = decide_batch(index, fixes, states, newest)
     _write_states(conn, result, states)
     crossings = _write_events(conn, result, index)

@@ -9,20 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import NamedTuple
 
 from services.ingestor.items import AckIn, AlarmIn, FixIn, Item, Rejected, StateIn, StatusIn
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     """A device's liveness after this batch: newest receive time and online flag."""
 
     last_seen: datetime
     online: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Battery:
+class Battery(NamedTuple):
     t: datetime
     percent: int
     charging: bool | None

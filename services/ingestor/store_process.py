@@ -91,7 +91,7 @@ class StoreProcess:
         """Hand a batch over; its answer comes from ``receive``, answers in sending order.
         The caller keeps at most ``WINDOW`` batches unanswered."""
         assert self._pipe is not None, "open() first"
-        self._pipe.send(received)
+        self._pipe.send([tuple(r) for r in received])  # plain tuples: the cheapest to pickle
 
     def receive(self, stop: threading.Event) -> Stored | None:
         """The answer for the oldest batch sent and not yet answered."""
@@ -153,10 +153,10 @@ def _serve(
             store.housekeeping()
             if not pipe.poll(1.0):
                 continue
-            received = pipe.recv()
-            if received is None:
+            batch = pipe.recv()
+            if batch is None:
                 return
-            pipe.send(store.store(received, stop))
+            pipe.send(store.store([Received._make(m) for m in batch], stop))
         log.warning("store process: the ingestor went away; stopping")
     except (EOFError, BrokenPipeError):
         log.warning("store process: the ingestor went away; stopping")
