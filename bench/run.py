@@ -30,7 +30,7 @@ from bench.db import Counter, bench_database, naive_insert, reset_positions, sca
 from bench.ingestors import Replicas, end_sessions
 from bench.machine import ROOT, machine_info
 from bench.payloads import Workload, rows_for
-from bench.procstat import CpuWindow
+from bench.procstat import CpuWindow, peak_rss_mb
 from bench.publish import PublisherPool, PublishSpec
 from bench.report import ratios, table
 from bench.sink import SinkProcess, SinkSpec
@@ -260,6 +260,7 @@ class Bench:
             cpu_used = cpu.stop()
             others = cpu.others
             rss = reps.peak_rss_mb()
+            rss_each = {name: round(peak_rss_mb(pid), 1) for name, pid in reps.pids.items()}
             reps.sample_pss()
             fence_load = reps.fence_load_s()
         except BaseException:
@@ -287,6 +288,7 @@ class Bench:
             "ingestor_cpu_s": ingestor_cpu,
             "ingestor_cpu_us_per_fix": round(ingestor_cpu / stored * 1e6, 2) if stored else None,
             "ingestor_peak_rss_mb": rss,
+            "ingestor_peak_rss_mb_each": rss_each,
             "ingestor_max_pss_mb": list(reps.max_pss_mb.values()),
             "ingestor_fence_load_s": fence_load,
             "cpu_s": cpu_used,

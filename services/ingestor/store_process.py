@@ -17,6 +17,7 @@ and stops when the parent says so (``close``) or goes away (its pipe ends).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -59,7 +60,13 @@ class StoreProcess:
         spawned otherwise."""
         if self._proc is not None:
             return
-        ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
+        fork = threading.active_count() == 1
+        ctx = mp.get_context("fork" if fork else "spawn")
+        if fork:
+            # What exists now (the imported modules, mostly) leaves the garbage collector's
+            # reach, so neither process's collections write to those pages and they stay
+            # shared after the fork (the ``gc.freeze`` documentation's advice for forking).
+            gc.freeze()
         self._pipe, child_end = ctx.Pipe()
         self._stop = ctx.Event()
         self._proc = ctx.Process(
