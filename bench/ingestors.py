@@ -33,6 +33,7 @@ class Replicas:
     ) -> None:
         self.client_ids = [f"{prefix}-{phase}-ingestor-{i}" for i in range(1, n + 1)]
         self.max_pss_mb: dict[str, float] = {}  # per replica, the most seen by sample_pss
+        self._pids: dict[str, int] = {}
         self.procs = [
             AnxinProcess(
                 ["ingest"],
@@ -60,6 +61,10 @@ class Replicas:
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"ingestor did not subscribe:\n{p.log()[-3000:]}")
                 time.sleep(0.05)
+        # Found once: the store process starts before the main lane subscribes, and lives as
+        # long as its replica (a /proc scan at every CPU or memory sample would be work the
+        # benchmark itself adds to the machine it measures).
+        self._pids = self._find_pids()
 
     def fence_load_s(self) -> list[float | None]:
         """Seconds each replica took to load its fence cache before subscribing (its log)."""
@@ -70,7 +75,10 @@ class Replicas:
     @property
     def pids(self) -> dict[str, int]:
         """Each replica's process and its store process (``ingestor_1``, ``ingestor_1_store``):
-        a replica's CPU and memory are both's."""
+        a replica's CPU and memory are both's. Known once ``start`` has returned."""
+        return self._pids
+
+    def _find_pids(self) -> dict[str, int]:
         out = {}
         for i, p in enumerate(self.procs, 1):
             if p.proc:

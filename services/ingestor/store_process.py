@@ -162,13 +162,13 @@ def _serve(
                 continue
             batch = pipe.recv()
             if batch is None:
-                return
+                return  # told to close
             pipe.send(store.store([Received._make(m) for m in batch], stop))
-        log.warning("store process: the ingestor went away; stopping")
     except (EOFError, BrokenPipeError):
-        log.warning("store process: the ingestor went away; stopping")
+        pass  # the parent's end of the pipe closed: it went away, as below
     except Exception:
         log.exception("store process failed")
         raise
     finally:
         store.close()
+    log.warning("store process: the ingestor went away; stopping")
