@@ -81,14 +81,15 @@ def decide_batch(
     acc_ok = ((acc >= 0.0) & (acc <= max_accuracy_m)).tolist()
 
     current: dict[tuple[str, str], FenceState] = {}
+    ids, schedules = index.slot_ids, index.slot_schedules
     for p, (i, s, code) in enumerate(
         zip(fix_of.tolist(), slots.tolist(), codes.tolist(), strict=True)
     ):
-        df, fence = kept[i], index.fence_at(s)
-        key = (df.device_id, fence.fence_id)
+        df = kept[i]
+        key = (df.device_id, ids[s])
         prior = current.get(key) or states.get(key) or UNKNOWN
         if (
-            fence.schedule is None
+            schedules[s] is None
             and prior.active
             and prior.pending_exit_since is None
             and acc_ok[i]
@@ -96,7 +97,7 @@ def decide_batch(
         ):
             continue  # the fix confirms the state: nothing to record, nothing fires
         decision = fence_decision(
-            fence, prior, df.fix, float(dist[p]), max_accuracy_m=max_accuracy_m
+            index.fence_at(s), prior, df.fix, float(dist[p]), max_accuracy_m=max_accuracy_m
         )
         if decision.state != prior:
             current[key] = decision.state

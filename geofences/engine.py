@@ -13,9 +13,14 @@ cost more memory than everything else the cache keeps (segments.py). Circles nee
 at all: their signed distance is closed-form numpy (``metric.py``).
 
 Memory is budgeted (300,000 fences for 100,000 wearers in an ingestor of < 300 MB; measured by
-``python -m bench.fence_memory``): the cached ``Fence`` keeps no GeoJSON (it is compiled and
-then dropped), its repeated strings and numbers are shared, a wearer's fences are one tuple of
-slots, and arrays grow into ``np.zeros`` capacity that costs nothing until written.
+``python -m bench.fence_memory``): no ``Fence`` object is kept per fence. A fence is its slot:
+its id, wearer, name and schedule in lists by slot (the strings shared: wearers' and names'
+interned, schedules one object per distinct schedule), its kind, margin, dwell and version in
+arrays by slot, its shape compiled (the GeoJSON is dropped). ``get``, ``fence_at`` and
+``fences_of`` build a ``Fence`` (``geometry`` None) when asked; the batch engine asks only for
+the few pairs that need a decision. A cached ``Fence`` was ~150 bytes with its version and
+radius objects, against 33 here. A wearer's fences are one tuple of slots, and arrays grow
+into ``np.zeros`` capacity that costs nothing until written.
 
 Loading is in bulk: ``upsert_many`` (and the constructor) compile thousands of fences per numpy
 pass (``compiled.py``) and skip, rather than raise on, a fence that cannot be compiled.
@@ -35,14 +40,26 @@ import numpy as np
 
 from geofences.compiled import CompiledFences, SkippedFence, compile_fences
 from geofences.metric import circle_signed_distance, wrap_lon
-from geofences.model import Fence
+from geofences.model import Fence, FenceKind, Schedule
 from geofences.segments import SegmentPool
 
 __all__ = ["FenceIndex", "SkippedFence"]
 
 PARALLEL_MIN_PAIRS = 20_000  # below this a thread hand-off costs more than it saves
 COMPILE_BATCH = 1024  # per compile pass: 4096 loads 10 % faster, leaves 30 % more heap behind
-SLOT_ARRAYS = ("lat0", "lon0", "kx", "ky", "radius", "margin")
+SLOT_ARRAYS = {  # name: dtype; the first five come compiled (``CompiledFences``)
+    "lat0": np.float64,
+    "lon0": np.float64,
+    "kx": np.float64,
+    "ky": np.float64,
+    "radius": np.float64,
+    "margin": np.float64,
+    "dwell": np.float64,
+    "version": np.int64,
+    "kind": np.int8,  # index in KINDS
+}
+COMPILED = ("lat0", "lon0", "kx", "ky", "radius")
+KINDS = tuple(FenceKind)
 
 
 class FenceIndex:
@@ -56,16 +73,24 @@ class FenceIndex:
     ky: np.ndarray
     radius: np.ndarray  # NaN: a polygon (its boundary is in ``segments``)
     margin: np.ndarray
+    dwell: np.ndarray
+    version: np.ndarray
+    kind: np.ndarray
 
     def __init__(self, fences: Iterable[Fence] = (), *, threads: int | None = None) -> None:
         self.threads = max(1, threads if threads is not None else min(4, os.cpu_count() or 1))
         self._pool: ThreadPoolExecutor | None = None
         self._slot: dict[str, int] = {}
-        self._fences: list[Fence | None] = []  # by slot; None: free
+        # By slot (None: a free slot). Read-only outside this class: the batch engine reads
+        # ids and schedules pair by pair without building a Fence.
+        self.slot_ids: list[str | None] = []
+        self.slot_schedules: list[Schedule | None] = []
+        self._wearers: list[str | None] = []
+        self._names: list[str | None] = []
         self._free: list[int] = []  # slots freed by ``remove``; fresh ones come from ``_next``
         self._next = 0
         self._wearer_slots: dict[str, tuple[int, ...]] = {}  # in insertion order
-        self._shared: dict[object, object] = {}  # one object per distinct margin, dwell, schedule
+        self._shared: dict[Schedule, Schedule] = {}  # one object per distinct schedule
         self._cap = 0
         self.segments = SegmentPool()
         self._grow()
@@ -75,8 +100,8 @@ class FenceIndex:
     def _grow(self) -> None:
         """Double the slot arrays (amortised O(1) per new fence)."""
         cap = max(64, 2 * self._cap)
-        for name in SLOT_ARRAYS:
-            new = np.zeros(cap)  # calloc: the unused half costs no resident memory
+        for name, dtype in SLOT_ARRAYS.items():
+            new = np.zeros(cap, dtype=dtype)  # calloc: the unused half costs no resident memory
             if self._cap:
                 new[: self._cap] = getattr(self, name)
             setattr(self, name, new)
@@ -88,7 +113,8 @@ class FenceIndex:
             return self._free.pop()
         if self._next == self._cap:
             self._grow()
-        self._fences.append(None)
+        for by_slot in (self.slot_ids, self.slot_schedules, self._wearers, self._names):
+            by_slot.append(None)
         self._next += 1
         return self._next - 1
 
@@ -127,58 +153,56 @@ class FenceIndex:
             keep = np.zeros(len(slots), dtype=bool)
             keep[list(last.values())] = True
             c, slots = c.subset(keep), slots[keep]
-        for name in SLOT_ARRAYS[:-1]:
+        for name in COMPILED:
             getattr(self, name)[slots] = getattr(c, name)
-        self.margin[slots] = [f.margin_m for f in c.fences]
+        fences = c.fences
+        self.margin[slots] = [f.margin_m for f in fences]
+        self.dwell[slots] = [f.dwell_s for f in fences]
+        self.version[slots] = [f.version for f in fences]
+        self.kind[slots] = [KINDS.index(f.kind) for f in fences]
         poly = c.chunks > 0
         self.segments.clear(slots[~poly])
         self.segments.set_many(slots[poly], c.box, c.pts, c.chunks[poly], c.scale[poly])
 
     def _place(self, fence: Fence) -> int:
-        """The fence's slot (a new one for a new id), its wearer's list updated."""
+        """The fence's slot (a new one for a new id), its wearer's list updated, and its
+        strings by slot: equal ones shared (from the database each row brings its own copies;
+        100,000 wearers' fences share a handful of names and schedules). The numbers go into
+        the arrays in ``_apply``."""
         fid = fence.fence_id
+        wearer = sys.intern(fence.wearer_id)
         slot = self._slot.get(fid)
         if slot is None:
             slot = self._new_slot()
             self._slot[fid] = slot
-            self._add_to_wearer(fence.wearer_id, slot)
+            self.slot_ids[slot] = fid
+            self._add_to_wearer(wearer, slot)
         else:
-            old = self._fences[slot]
-            if old is not None and old.wearer_id != fence.wearer_id:
-                self._drop_from_wearer(old.wearer_id, slot)
-                self._add_to_wearer(fence.wearer_id, slot)
-        self._fences[slot] = self._slim(fence)
+            old = self._wearers[slot]
+            if old is not None and old != wearer:
+                self._drop_from_wearer(old, slot)
+                self._add_to_wearer(wearer, slot)
+        self._wearers[slot] = wearer
+        self._names[slot] = sys.intern(fence.name)
+        schedule = fence.schedule
+        self.slot_schedules[slot] = (
+            None if schedule is None else self._shared.setdefault(schedule, schedule)
+        )
         return slot
-
-    def _slim(self, fence: Fence) -> Fence:
-        """The fence as the cache keeps it: no GeoJSON (compiled already), and one object for
-        equal strings, margins, dwells and schedules (from the database each row brings its
-        own copies; 100,000 wearers' fences share a handful of names and margins)."""
-        share = self._shared.setdefault
-        margin, dwell, schedule = fence.margin_m, fence.dwell_s, fence.schedule
-        if type(margin) is float and margin == margin:
-            margin = share(margin, margin)
-        if type(dwell) is float and dwell == dwell:
-            dwell = share(dwell, dwell)
-        if schedule is not None:
-            schedule = share(schedule, schedule)
-        return Fence(
-            fence.fence_id, sys.intern(fence.wearer_id), sys.intern(fence.name), fence.kind,
-            None, fence.radius_m, schedule, margin, dwell, fence.version,
-        )  # fmt: skip
 
     def remove(self, fence_id: str) -> None:
         """Forget one fence (a no-op for an unknown id)."""
         slot = self._slot.pop(fence_id, None)
         if slot is None:
             return
-        fence = self._fences[slot]
-        self._fences[slot] = None
+        wearer = self._wearers[slot]
+        for by_slot in (self.slot_ids, self.slot_schedules, self._wearers, self._names):
+            by_slot[slot] = None
         self.radius[slot] = np.nan
         self.segments.clear(slot)
         self._free.append(slot)
-        if fence is not None:
-            self._drop_from_wearer(fence.wearer_id, slot)
+        if wearer is not None:
+            self._drop_from_wearer(wearer, slot)
 
     def _add_to_wearer(self, wearer_id: str, slot: int) -> None:
         self._wearer_slots[wearer_id] = (*self._wearer_slots.get(wearer_id, ()), slot)
@@ -197,23 +221,31 @@ class FenceIndex:
         return fence_id in self._slot
 
     def get(self, fence_id: str) -> Fence | None:
-        """The cached fence (``geometry`` None: see ``_slim``)."""
+        """The cached fence, built from its slot (``geometry`` None: see the module doc)."""
         slot = self._slot.get(fence_id)
-        return None if slot is None else self._fences[slot]
+        return None if slot is None else self.fence_at(slot)
 
     def fences_of(self, wearer_id: str) -> list[Fence]:
         """A wearer's cached fences, in the order they were first added."""
-        return [self._fences[s] for s in self._wearer_slots.get(wearer_id, ())]  # type: ignore[misc]
+        return [self.fence_at(s) for s in self._wearer_slots.get(wearer_id, ())]
 
     def wearer_slots(self, wearer_id: str) -> tuple[int, ...]:
         """Slots of a wearer's fences (for batch pairing without id lookups per pair)."""
         return self._wearer_slots.get(wearer_id, ())
 
     def fence_at(self, slot: int) -> Fence:
-        fence = self._fences[slot] if 0 <= slot < len(self._fences) else None
-        if fence is None:
+        """The fence in ``slot`` as a ``Fence`` (``geometry`` None; a circle's ``radius_m``
+        as compiled). KeyError for a free slot."""
+        fence_id = self.slot_ids[slot] if 0 <= slot < len(self.slot_ids) else None
+        if fence_id is None:
             raise KeyError(f"slot {slot} is free")
-        return fence
+        radius = float(self.radius[slot])
+        return Fence(
+            fence_id, self._wearers[slot], self._names[slot],  # type: ignore[arg-type]
+            KINDS[self.kind[slot]], None, None if radius != radius else radius,
+            self.slot_schedules[slot], float(self.margin[slot]), float(self.dwell[slot]),
+            int(self.version[slot]),
+        )  # fmt: skip
 
     def slots(self, fence_ids: Sequence[str]) -> np.ndarray:
         """Fence ids → slots (KeyError for an unknown id)."""

@@ -7,6 +7,7 @@ the scalar Shapely path answers."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 from datetime import time
@@ -112,15 +113,32 @@ def test_the_constructor_loads_a_generator_in_bulk() -> None:
     assert_close(index.signed_distances(["f2400"] * 10, lat, lon), scalar(made[2400], lat, lon))
 
 
-def test_the_cache_keeps_no_geojson_and_shares_repeated_values() -> None:
-    a = dataclasses.replace(square_fence(), fence_id="a", wearer_id="".join(["w", "1"]))
-    b = dataclasses.replace(circle_fence(), fence_id="b", wearer_id="".join(["w", "1"]))
-    assert a.wearer_id is not b.wearer_id
-    index = FenceIndex([a, b])
+def test_the_cache_keeps_no_fence_objects_and_shares_repeated_values() -> None:
+    """A cached ``Fence`` was most of a fence's memory: the cache now keeps none (it builds one
+    when asked), and each row's own copies of a wearer id or a schedule become one object."""
+
+    def schedule() -> Schedule:  # equal each time, never the same object
+        return Schedule(tz="Asia/Shanghai", windows=(TimeWindow(time(21, 0), time(7, 0)),))
+
+    a = dataclasses.replace(
+        square_fence(), fence_id="a", wearer_id="".join(["w", "1"]), schedule=schedule()
+    )
+    b = dataclasses.replace(
+        circle_fence(), fence_id="b", wearer_id="".join(["w", "1"]), schedule=schedule()
+    )
+    assert a.wearer_id is not b.wearer_id and a.schedule is not b.schedule
+
+    def live_fences() -> int:
+        gc.collect()
+        return sum(isinstance(o, Fence) for o in gc.get_objects())
+
+    before = live_fences()
+    index = FenceIndex(iter([a, b]))
+    assert live_fences() == before  # nothing of the input is held, and no Fence is made
     ca, cb = index.fences_of("w1")
     assert ca.geometry is None and cb.geometry is None
-    assert ca.wearer_id is cb.wearer_id and ca.margin_m is cb.margin_m
-    assert not hasattr(ca, "__dict__")  # slotted: half the size
+    assert ca.wearer_id is cb.wearer_id and ca.schedule is cb.schedule
+    assert (ca.fence_id, ca.kind, ca.radius_m, cb.radius_m) == ("a", a.kind, None, b.radius_m)
 
 
 def test_a_fence_hundreds_of_kilometres_long_is_still_exact_to_the_millimetre() -> None:
