@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -25,12 +26,11 @@ from psycopg_pool import ConnectionPool
 from services.ingestor.access import DeviceAccessCache
 from services.ingestor.alert_stage import NewEvents, apply_alerts
 from services.ingestor.decode import Limits
-from services.ingestor.fence_stage import FenceCache, FenceConflict, FenceOutcome, apply_fences
 from services.ingestor.flood import FloodLimiter
 from services.ingestor.items import Rejected
 from services.ingestor.pipeline import Decoded, Received, decode_all, prepare_batch, topic_devices
 from services.ingestor.plan import BatchPlan, plan_batch
-from services.ingestor.store import StoreResult, store_batch
+from services.ingestor.store import FenceConflict, FenceOutcome, StoreResult, store_batch
 from services.protocol import Topics
 from services.settings import Settings
 from services.storage.flavour import Flavour, installed_flavour
@@ -39,6 +39,9 @@ from services.storage.partitions import (
     ensure_day_partitions,
     ensure_partitions_around_now,
 )
+
+if TYPE_CHECKING:
+    from services.ingestor.fence_stage import FenceCache
 
 log = logging.getLogger("anxin.ingestor")
 MAINTENANCE_EVERY_S = 3600.0
@@ -102,8 +105,14 @@ class BatchStore:
         )
         self._access = DeviceAccessCache()
         # Only a lane that takes fixes decides fences: the alarm lane keeps no copy of them
-        # (with 300,000 fences a second copy would double the process's memory).
-        self._fences = FenceCache() if takes_fixes else None
+        # (with 300,000 fences a second copy would double the process's memory), and does
+        # not even import the fence engine: without numpy and Shapely the MQTT edge, where
+        # the alarm lane runs, is ~25 MB smaller (docs/performance.md).
+        self._fences: FenceCache | None = None
+        if takes_fixes:
+            from services.ingestor.fence_stage import FenceCache
+
+            self._fences = FenceCache()
         self._known_days: set[date] = set()
         self._pool = ConnectionPool(
             settings.database_url,
@@ -219,7 +228,7 @@ class BatchStore:
     def _fence_step(self, conn: psycopg.Connection, plan: BatchPlan) -> FenceOutcome:
         if self._fences is None:
             return FenceOutcome()
-        return apply_fences(conn, plan, self._fences.index, self._access.wearer_of)
+        return self._fences.apply(conn, plan, self._access.wearer_of)
 
     def _alert_step(self, conn: psycopg.Connection, plan: BatchPlan, events: NewEvents) -> int:
         return apply_alerts(

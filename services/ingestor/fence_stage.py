@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -25,13 +24,10 @@ from geofences.model import BatchDecisions, DeviceFix, FenceState, FixSample
 from services.alerts.model import Location
 from services.ingestor.alert_stage import FenceCrossing
 from services.ingestor.plan import BatchPlan
+from services.ingestor.store import FenceConflict, FenceOutcome
 from services.storage.fences import current_version, load_changed
 
 log = logging.getLogger("anxin.ingestor")
-
-
-class FenceConflict(Exception):
-    """Another transaction changed a fence state this batch read: retry the batch."""
 
 
 class FenceCache:
@@ -63,12 +59,11 @@ class FenceCache:
                 log.error("fence %s is not watched: %s", skipped.fence_id, skipped.reason)
             self.version = newest
 
-
-@dataclass(frozen=True)
-class FenceOutcome:
-    decisions: int = 0
-    transitions: int = 0
-    crossings: tuple[FenceCrossing, ...] = ()
+    def apply(
+        self, conn: psycopg.Connection, plan: BatchPlan, wearer_of: Callable[[str], str | None]
+    ) -> FenceOutcome:
+        """``apply_fences`` against this cache."""
+        return apply_fences(conn, plan, self.index, wearer_of)
 
 
 def apply_fences(

@@ -14,9 +14,24 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from services.ingestor.alert_stage import NewAlarm, NewEvents
-from services.ingestor.fence_stage import FenceOutcome
+from services.ingestor.alert_stage import FenceCrossing, NewAlarm, NewEvents
 from services.ingestor.plan import BatchPlan
+
+
+class FenceConflict(Exception):
+    """Another transaction changed a fence state this batch read: retry the batch."""
+
+
+@dataclass(frozen=True)
+class FenceOutcome:
+    """What the fence stage (fence_stage.py) did in a batch. Defined here, with the store
+    that takes it, so that a process that decides no fences never imports the fence engine
+    (numpy, Shapely): the MQTT edge's alarm lane."""
+
+    decisions: int = 0
+    transitions: int = 0
+    crossings: tuple[FenceCrossing, ...] = ()
+
 
 FenceStep = Callable[[psycopg.Connection, BatchPlan], FenceOutcome]
 AlertStep = Callable[[psycopg.Connection, BatchPlan, NewEvents], int]

@@ -13,8 +13,9 @@ import pytest
 
 from geofences.geojson import fences_from_geojson
 from services.ingestor.decode import Limits
-from services.ingestor.fence_stage import FenceCache, FenceConflict, apply_fences
+from services.ingestor.fence_stage import FenceCache, apply_fences
 from services.ingestor.pipeline import Access, Received, decode_all, prepare_batch
+from services.ingestor.store import FenceConflict
 from services.protocol import Fix, Topics, UplinkKind
 from services.storage.fences import save_fences
 from services.storage.provisioning import seed_demo
