@@ -15,6 +15,8 @@ from bench.fleet_fences import load_fleet_fences, restore_fence_states, seed_fen
 from services.storage.migrate import migrate
 from services.storage.provisioning import seed_demo
 
+DEVICE_STATE_SEED = "bench_device_state_seed"  # device_state as seeded, for reset_positions
+
 
 def db_url(admin_url: str, name: str) -> str:
     return f"{admin_url.rsplit('/', 1)[0]}/{name}"
@@ -37,6 +39,7 @@ def bench_database(
             if fences_per_device:
                 load_fleet_fences(conn, devices, fences_per_device)
                 seed_fence_states(conn, devices, fences_per_device)
+            conn.execute(f"CREATE TABLE {DEVICE_STATE_SEED} AS SELECT * FROM device_state")
         yield url
     finally:
         if not keep:
@@ -57,12 +60,18 @@ def server_version(url: str) -> str:
 def reset_positions(url: str) -> None:
     """Empty the positions partitions and the dead letters between phases, and what the
     fences made of the last phase (their states, events, alerts and what those queued), so
-    that every phase decides the same fences from the same start."""
+    that every phase decides the same fences from the same start. The devices' latest state
+    goes back to the seed too: its ``fix_t`` is the newest fix already decided, and a phase
+    whose fixes reach back further than the gap since the last one (offline batches span
+    minutes) would otherwise find them "late" and decide none of them (a quick run on a fast
+    machine did)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE positions, dead_letters, events, alerts, alert_events, alert_log, outbox,"
-            " deliveries, alert_feed"
+            " deliveries, alert_feed, device_state"
         )
+        if conn.execute("SELECT to_regclass(%s)", (DEVICE_STATE_SEED,)).fetchone() != (None,):
+            conn.execute(f"INSERT INTO device_state SELECT * FROM {DEVICE_STATE_SEED}")
         restore_fence_states(conn)
 
 
