@@ -98,7 +98,10 @@ class StoreProcess:
         """Hand a batch over; its answer comes from ``receive``, answers in sending order.
         The caller keeps at most ``WINDOW`` batches unanswered."""
         assert self._pipe is not None, "open() first"
-        self._pipe.send([tuple(r) for r in received])  # plain tuples: the cheapest to pickle
+        try:
+            self._pipe.send([tuple(r) for r in received])  # plain tuples: the cheapest to pickle
+        except OSError as err:  # the child is gone and its end of the pipe with it
+            raise self._died() from err
 
     def receive(self, stop: threading.Event) -> Stored | None:
         """The answer for the oldest batch sent and not yet answered."""
@@ -133,8 +136,13 @@ class StoreProcess:
         try:
             return self._pipe.recv()
         except (EOFError, OSError) as err:
-            code = self._proc.exitcode
-            raise StoreProcessDied(f"the store process ended (exit code {code})") from err
+            raise self._died() from err
+
+    def _died(self) -> StoreProcessDied:
+        """What a send or a receive raises once the child is gone (its exit code: None while
+        it is not reaped yet)."""
+        code = self._proc.exitcode if self._proc is not None else None
+        return StoreProcessDied(f"the store process ended (exit code {code})")
 
 
 def _serve(

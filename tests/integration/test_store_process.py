@@ -66,9 +66,24 @@ def test_a_store_process_that_dies_is_noticed_not_waited_for(
     pid = store.pid
     assert pid is not None and alive(pid)
     os.kill(pid, signal.SIGKILL)
-    store.send([_fix(Topics(topic_prefix), "w00001", 1, datetime.now(UTC))])
+    # Noticed when the batch is sent, if the child's end of the pipe is closed already, or
+    # else when its answer is awaited: either way as StoreProcessDied, never a hang.
     with pytest.raises(StoreProcessDied):
+        store.send([_fix(Topics(topic_prefix), "w00001", 1, datetime.now(UTC))])
         store.receive(threading.Event())
+
+
+def test_a_batch_sent_to_a_store_process_long_dead_raises_store_process_died(
+    store: StoreProcess, topic_prefix: str
+) -> None:
+    pid = store.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not alive(pid), 10, "the store process gone")
+    with pytest.raises(StoreProcessDied):
+        # A pipe buffer may take the first batch; it cannot take them all.
+        for seq in range(1, 200):
+            store.send([_fix(Topics(topic_prefix), "w00001", seq, datetime.now(UTC))] * 50)
 
 
 def test_close_ends_the_store_process(db_url: str, topic_prefix: str) -> None:
