@@ -266,7 +266,10 @@ def test_a_fast_clock_plays_two_minutes_in_three_seconds_with_scenarios(
     w2 = [f for (d, _), f in fixes.items() if d == "w00002"]
     assert min(f.t.timestamp() for f in w1) - start < 2.0  # from two minutes ago
     assert max(f.t.timestamp() for f in w1) > fleet.ended_at - 2.0  # up to now  # type: ignore[operator]
-    (sos,) = alarms
+    # One press; without an ingestor no receipt comes, so a slow run may see its re-send (the
+    # very same alarm, same seq) before the fleet stops (found under load in CI).
+    assert alarms and all(a == alarms[0] for a in alarms), alarms
+    sos = alarms[0]
     assert sos.t.timestamp() - start == pytest.approx(60.0, abs=2.0)  # a device-time press
     walked = [f for f in w1 if f.t.timestamp() > start + 40.0]
     assert walked and all(f.src.value == "gps" and 5 <= f.acc <= 15 for f in walked)
