@@ -16,18 +16,20 @@ def _div(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
+def _bracketed(before: float | None, after: float | None) -> float | None:
+    """A reference measured before and after the phases it judges: their mean (the machine's
+    speed drifts within minutes), or the one measured when the other was not."""
+    return (before + after) / 2 if before is not None and after is not None else before
+
+
 def ratios(result: dict[str, Any]) -> dict[str, float | None]:
     q0 = _rate(result, "broker_qos0", "msgs_per_s")
     q1 = _rate(result, "broker_qos1", "msgs_per_s")
     q1_after = _rate(result, "broker_qos1_after", "msgs_per_s")
-    reference = (q1 + q1_after) / 2 if q1 is not None and q1_after is not None else q1
+    reference = _bracketed(q1, q1_after)
     naive_before = _rate(result, "naive", "fixes_per_s")
     naive_after = _rate(result, "naive_after", "fixes_per_s")
-    naive = (
-        (naive_before + naive_after) / 2
-        if naive_before is not None and naive_after is not None
-        else naive_before
-    )
+    naive = _bracketed(naive_before, naive_after)
     one = _rate(result, "ingest_1", "fixes_per_s")
     two = _rate(result, "ingest_2", "fixes_per_s")
     batches = _rate(result, "batches", "fixes_per_s")

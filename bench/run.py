@@ -233,10 +233,9 @@ class Bench:
     def naive(self) -> dict[str, Any]:
         w = self.workload(self.args.naive_fixes)
         rows = rows_for(w, self.args.naive_fixes, datetime.now(UTC))
-        reset_positions(self.db)  # the same empty table each time it runs
+        reset_positions(self.db)  # every phase starts from the seed: the same empty table
         result = naive_insert(self.db, rows, timeout_s=120)
         result["stored_in_table"] = int(scalar(self.db, "SELECT count(*) FROM positions"))
-        reset_positions(self.db)
         return result
 
     def ingest(self, name: str, replicas: int, fixes: int, per_message: int) -> dict[str, Any]:

@@ -47,7 +47,7 @@ __all__ = ["FenceIndex", "SkippedFence"]
 
 PARALLEL_MIN_PAIRS = 20_000  # below this a thread hand-off costs more than it saves
 COMPILE_BATCH = 1024  # per compile pass: 4096 loads 10 % faster, leaves 30 % more heap behind
-SLOT_ARRAYS = {  # name: dtype; the first five come compiled (``CompiledFences``)
+SLOT_ARRAYS = {  # name: dtype
     "lat0": np.float64,
     "lon0": np.float64,
     "kx": np.float64,
@@ -58,7 +58,7 @@ SLOT_ARRAYS = {  # name: dtype; the first five come compiled (``CompiledFences``
     "version": np.int64,
     "kind": np.int8,  # index in KINDS
 }
-COMPILED = ("lat0", "lon0", "kx", "ky", "radius")
+COMPILED = ("lat0", "lon0", "kx", "ky", "radius")  # of SLOT_ARRAYS, those ``CompiledFences`` has
 KINDS = tuple(FenceKind)
 
 
@@ -113,7 +113,7 @@ class FenceIndex:
             return self._free.pop()
         if self._next == self._cap:
             self._grow()
-        for by_slot in (self.slot_ids, self.slot_schedules, self._wearers, self._names):
+        for by_slot in self._slot_lists():
             by_slot.append(None)
         self._next += 1
         return self._next - 1
@@ -196,13 +196,17 @@ class FenceIndex:
         if slot is None:
             return
         wearer = self._wearers[slot]
-        for by_slot in (self.slot_ids, self.slot_schedules, self._wearers, self._names):
+        for by_slot in self._slot_lists():
             by_slot[slot] = None
         self.radius[slot] = np.nan
         self.segments.clear(slot)
         self._free.append(slot)
         if wearer is not None:
             self._drop_from_wearer(wearer, slot)
+
+    def _slot_lists(self) -> tuple[list, ...]:
+        """The lists kept by slot, grown and cleared together."""
+        return (self.slot_ids, self.slot_schedules, self._wearers, self._names)
 
     def _add_to_wearer(self, wearer_id: str, slot: int) -> None:
         self._wearer_slots[wearer_id] = (*self._wearer_slots.get(wearer_id, ()), slot)
